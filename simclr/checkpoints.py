@@ -1,0 +1,84 @@
+"""What a checkpoint of this project carries, and loading one with errors that name the fix.
+
+Every checkpoint written by `train_ssl.py` or `train_linear.py` holds, besides Lightning's own keys,
+`simclr_kind` ("pretrain" or "probe") and `simclr_config` (the resolved run config, plain containers),
+so an encoder can be rebuilt without the user repeating any model option.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from simclr.errors import CheckpointError
+from simclr.nets import CifarResNet, build_encoder
+
+KIND_KEY = "simclr_kind"
+CONFIG_KEY = "simclr_config"
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Adds the run's resolved config and kind to every checkpoint Lightning writes."""
+
+    def __init__(self, config: dict[str, Any], kind: str) -> None:
+        self.config, self.kind = config, kind
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+        checkpoint[KIND_KEY] = self.kind
+
+
+def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any]:
+    """Loads a checkpoint on the CPU and checks it is this project's checkpoint of kind `expect`."""
+    path = Path(path)
+    if not path.is_file():
+        hint = "" if path.suffix == ".ckpt" else " (checkpoints end in .ckpt)"
+        raise CheckpointError(
+            f"checkpoint {path} does not exist{hint}; pretraining writes them to <run dir>/checkpoints/, "
+            f"e.g. ckpt=runs/ssl/<date>/<time>/checkpoints/last.ckpt"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"pass a .ckpt file written by train_ssl.py"
+        ) from e
+    kind = ckpt.get(KIND_KEY) if isinstance(ckpt, dict) else None
+    if kind is None or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a checkpoint of this project (no '{KIND_KEY}' entry); "
+            f"pass a .ckpt written by train_ssl.py"
+        )
+    if kind != expect:
+        raise CheckpointError(
+            f"{path} is a {kind} checkpoint, but a {expect} checkpoint is needed here; "
+            + ("pass the pretraining checkpoint the probe was trained on (<ssl run>/checkpoints/last.ckpt)"
+               if kind == "probe" else "pass a checkpoint written by train_ssl.py")
+        )
+    return ckpt
+
+
+def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, Any]]:
+    """Rebuilds the encoder of a pretraining checkpoint from the config stored in it.
+
+    Returns (encoder with the checkpoint's weights, the checkpoint's resolved run config).
+    """
+    ckpt = read_checkpoint(path, expect="pretrain")
+    config = ckpt[CONFIG_KEY]
+    encoder = build_encoder(**config["model"])
+    prefix = "encoder."
+    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    try:
+        encoder.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"the encoder weights in {path} do not match the architecture its config names "
+            f"(model.arch={config['model'].get('arch')}, width={config['model'].get('width')}): {e}"
+        ) from e
+    return encoder, config

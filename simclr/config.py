@@ -1,0 +1,26 @@
+"""OmegaConf resolvers the configs use; importing `simclr` registers them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def probe_run_dir(ckpt: str | None) -> str:
+    """Where a probe run writes: next to the pretraining run it evaluates.
+
+    <ssl run>/checkpoints/last.ckpt -> <ssl run>/linear/last_<time>; no ckpt -> runs/linear/random_<time>.
+    """
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
+    if not ckpt:
+        return f"runs/linear/random_{stamp}"
+    path = Path(ckpt)
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return str(run / "linear" / f"{path.stem}_{stamp}")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("probe_run_dir"):
+        OmegaConf.register_new_resolver("probe_run_dir", probe_run_dir)

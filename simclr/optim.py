@@ -1,0 +1,114 @@
+"""Optimizers (Adam, SGD, LARS), the learning-rate rule, and the warm-up + cosine schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from simclr.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
+LR_SCALINGS = ("linear", "sqrt", "none")
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017), as SimCLR uses it.
+
+    For each parameter in a group with `lars_adapt=True` the update g + wd * w is scaled by
+    trust_coefficient * ||w|| / ||g + wd * w|| before momentum. Groups with `lars_adapt=False` (biases and
+    norm layers, following SimCLR) take a plain SGD-with-momentum step and no weight decay.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        trust_coefficient: float = 0.001,
+        eps: float = 1e-8,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient, eps=eps, lars_adapt=True)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch.optim.Optimizer's signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if group["lars_adapt"]:
+                    d = d.add(p, alpha=group["weight_decay"])
+                    w_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
+                    trust = group["trust_coefficient"] * w_norm / (d_norm + group["eps"])
+                    d = d * torch.where((w_norm > 0) & (d_norm > 0), trust, torch.ones_like(trust))
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = torch.clone(d).detach()
+                else:
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def scaled_lr(lr: float, scaling: str, global_batch: int, base_batch: int) -> float:
+    """The learning rate actually used: `lr` is the rate at `base_batch` images per step.
+
+    linear: lr * global_batch / base_batch (Goyal et al.); sqrt: lr * sqrt(global_batch / base_batch),
+    SimCLR's choice for LARS at small batches; none: lr unchanged.
+    """
+    if scaling not in LR_SCALINGS:
+        raise ConfigError(f"optimizer.lr_scaling={scaling!r} is not known; choose one of {list(LR_SCALINGS)}")
+    ratio = global_batch / base_batch
+    return lr * {"linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[scaling]
+
+
+def _split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weights of convs and linears, biases and norm parameters): the latter get no decay or adaptation."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return decay, no_decay
+
+
+def build_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optimizer:
+    """Optimizer named by `cfg.name` over `model`'s parameters, at the already scaled rate `lr`."""
+    name = cfg["name"]
+    wd = float(cfg.get("weight_decay", 0.0))
+    decay, no_decay = _split_decay(model)
+    if cfg.get("exclude_bias_and_norm", False):
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0, "lars_adapt": False}]
+    else:
+        groups = [{"params": decay + no_decay}]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))), weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))), weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd,
+                               nesterov=bool(cfg.get("nesterov", False)))
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd,
+                    trust_coefficient=float(cfg.get("trust_coefficient", 0.001)))
+    raise ConfigError(f"optimizer.name={name!r} is not known; choose one of {list(OPTIMIZERS)} (optimizer=adam|sgd|lars)")
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
+    """Multiplier of the peak rate at optimizer step `step`: linear warm-up from 0, then cosine decay.
+
+    Reaches 1 at `warmup_steps` and `final_fraction` at `total_steps`.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))

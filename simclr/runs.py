@@ -1,0 +1,79 @@
+"""What both entry points share: derived values, the Trainer and its logger, error reporting."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from simclr.errors import ConfigError
+from simclr.optim import scaled_lr
+
+log = logging.getLogger("simclr")
+
+
+@dataclass(frozen=True)
+class DerivedValues:
+    """Values computed from the config, in this one place, and logged with the run.
+
+    `data.batch_size` is the GLOBAL batch: images per optimizer step over all devices and nodes.
+    """
+
+    world_size: int
+    global_batch: int
+    per_device_batch: int
+    lr: float
+
+    def as_log_dict(self) -> dict[str, float | int]:
+        return {f"derived/{k}": v for k, v in asdict(self).items()}
+
+
+def world_size(trainer_cfg: DictConfig) -> int:
+    """Processes taking part in training: trainer.devices x trainer.num_nodes (integers required)."""
+    devices, nodes = trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1)
+    if not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int) or nodes < 1:
+        raise ConfigError(
+            f"trainer.devices={devices!r} and trainer.num_nodes={nodes!r} must be positive integers "
+            f"(the global batch is split over devices x nodes), e.g. trainer.devices=4"
+        )
+    return devices * nodes
+
+
+def derive_run_values(cfg: DictConfig) -> DerivedValues:
+    """Per-device batch and the learning rate actually used, from the global batch and the lr rule."""
+    world = world_size(cfg.trainer)
+    batch = int(cfg.data.batch_size)
+    if batch < 1 or batch % world:
+        raise ConfigError(
+            f"data.batch_size={batch} (the global batch) must be a positive multiple of the "
+            f"{world} devices x nodes; e.g. data.batch_size={max(world, batch - batch % world)}"
+        )
+    opt = cfg.optimizer
+    lr = scaled_lr(float(opt.lr), str(opt.lr_scaling), batch, int(opt.base_batch_size))
+    return DerivedValues(world_size=world, global_batch=batch, per_device_batch=batch // world, lr=lr)
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`."""
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        return pl.Trainer(**kwargs, logger=logger, callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"the trainer config is invalid ({e}); see conf/trainer/ for valid settings") from e
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run config as plain containers, for checkpoints and loggers."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    path = Path(cfg.paths.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,65 @@
+"""`train_ssl(cfg)`: SimCLR pretraining from a composed Hydra config, returning its final metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
+from simclr.data import CIFAR10DataModule
+from simclr.pretrain import SimCLRModule
+from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
+
+
+def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
+    plain = resolved_config(cfg)
+    return SimCLRModule(
+        model=plain["model"],
+        augmentation=plain["augmentation"],
+        optimizer=plain["optimizer"],
+        loss=plain["loss"],
+        scheduler=plain["scheduler"],
+        knn=plain["knn"],
+        lr=lr,
+    )
+
+
+def train_ssl(cfg: DictConfig) -> dict[str, float]:
+    """Pretrains an encoder; checkpoints go to <output_dir>/checkpoints/. Returns the logged metrics."""
+    start = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True)
+    derived = derive_run_values(cfg)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path, expect="pretrain")  # fails early with a clear message
+    out = output_dir(cfg)
+    datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch})
+    module = build_module(cfg, derived.lr)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="epoch{epoch:04d}",
+        auto_insert_metric_name=False,
+        every_n_epochs=cfg.checkpoint.every_n_epochs,
+        save_top_k=cfg.checkpoint.keep,
+        monitor="epoch" if cfg.checkpoint.keep > 0 else None,
+        mode="max",
+        save_last=True,
+    )
+    config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
+    trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="pretrain")])
+    log.info("derived values: %s", derived)
+    for lg in trainer.loggers:
+        lg.log_hyperparams({**config, **derived.as_log_dict()})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["wall_s"] = time.perf_counter() - start
+    log.info("pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints")
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    return metrics
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("train/loss_epoch", "val/")))
