@@ -17,7 +17,8 @@ class NTXentLoss(nn.Module):
     The loss is the mean over all 2N anchors. Logits and softmax are computed in float32 whatever the
     autocast dtype, since bf16's 8-bit mantissa loses the small differences a low temperature amplifies.
 
-    Shape: z1 (N, D), z2 (N, D), view k of image n in row n of zk -> scalar float32 loss.
+    Shape: z1 (N, D), z2 (N, D), view k of image n in row n of zk -> scalar loss, float32 (float64 for
+    float64 inputs).
     """
 
     def __init__(self, temperature: float = 0.5) -> None:
@@ -33,7 +34,9 @@ class NTXentLoss(nn.Module):
             raise ValueError(f"NT-Xent needs two (N, D) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
         n = z1.shape[0]
         with torch.autocast(device_type=z1.device.type, enabled=False):
-            z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+            # float32 at least: bf16/fp16 inputs are promoted, float64 (gradcheck) stays float64.
+            z = torch.cat([z1, z2])
+            z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
             logits = z @ z.T / self.temperature
             # An anchor is never its own negative.
             logits.fill_diagonal_(float("-inf"))
