@@ -60,10 +60,10 @@ class SimCLRModule(pl.LightningModule):
         return self.augment.normalize(images), labels
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        views, _ = batch
+        views, labels = batch
         z1, z2 = self.head(self(views)).chunk(2)
         loss = self.criterion(z1, z2)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 

@@ -16,16 +16,9 @@ from simclr.runs import build_trainer, derive_run_values, log, output_dir, resol
 
 
 def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
-    plain = resolved_config(cfg)
-    return SimCLRModule(
-        model=plain["model"],
-        augmentation=plain["augmentation"],
-        optimizer=plain["optimizer"],
-        loss=plain["loss"],
-        scheduler=plain["scheduler"],
-        knn=plain["knn"],
-        lr=lr,
-    )
+    """The pretraining module from the config sections it uses, at the derived learning rate."""
+    sections = ("model", "augmentation", "optimizer", "loss", "scheduler", "knn")
+    return SimCLRModule(**{s: OmegaConf.to_container(cfg[s], resolve=True) for s in sections}, lr=lr)
 
 
 def train_ssl(cfg: DictConfig) -> dict[str, float]:

@@ -1,0 +1,122 @@
+"""Every config composes, every preset builds its modules, and bad values fail with a clear message."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import open_dict
+
+from simclr.errors import ConfigError
+from simclr.optim import build_optimizer
+from simclr.runs import derive_run_values
+from simclr.train import build_module
+from tests.conftest import CONF, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "augmentation", "optimizer", "trainer", "logger")}
+
+
+def test_presets_exist() -> None:
+    assert {"quickstart", "resnet18_adam", "resnet18_sgd"} <= set(EXPERIMENTS)
+    assert {"cpu", "gpu", "ddp"} <= set(GROUPS["trainer"])
+    assert {"adam", "sgd", "lars"} <= set(GROUPS["optimizer"])
+    assert {"csv", "wandb"} <= set(GROUPS["logger"])
+    assert len(GROUPS["augmentation"]) >= 2
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_builds_its_module(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_config("train_ssl", [f"experiment={experiment}", f"paths.output_dir={tmp_path}"])
+    derived = derive_run_values(cfg)
+    module = build_module(cfg, derived.lr)
+    assert module.hparams.lr == derived.lr
+    assert cfg.name == experiment
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
+    cfg = compose_config("train_ssl", [f"{group}={option}", f"paths.output_dir={tmp_path}"])
+    if group in ("model", "augmentation", "optimizer"):
+        build_module(cfg, derive_run_values(cfg).lr)
+
+
+def test_seed_and_published_recipes() -> None:
+    adam = compose_config("train_ssl", ["experiment=resnet18_adam"])
+    assert (adam.model.arch, adam.optimizer.name) == ("resnet18", "adam")
+    sgd = compose_config("train_ssl", ["experiment=resnet18_sgd"])
+    assert (sgd.model.arch, sgd.optimizer.name, sgd.optimizer.momentum) == ("resnet18", "sgd", 0.9)
+    assert (sgd.data.batch_size, sgd.optimizer.weight_decay, sgd.loss.temperature) == (512, 5e-4, 0.5)
+    assert sgd.trainer.max_epochs == 1000
+    assert derive_run_values(sgd).lr == pytest.approx(0.06)  # lr 0.06 at batch 512
+
+
+def test_paper_augmentation_defaults() -> None:
+    aug = compose_config("train_ssl").augmentation
+    assert list(aug.crop_scale) == [0.08, 1.0]
+    assert (aug.brightness, aug.contrast, aug.saturation, aug.hue, aug.jitter_p) == (0.4, 0.4, 0.4, 0.1, 0.8)
+    assert (aug.grayscale_p, aug.blur_p) == (0.2, 0.0)
+
+
+def test_learning_rate_rule_is_explicit() -> None:
+    cfg = compose_config("train_ssl", ["optimizer=sgd", "data.batch_size=1024"])
+    assert derive_run_values(cfg).lr == pytest.approx(0.12)  # linear: 0.06 x 1024 / 512
+    cfg = compose_config("train_ssl", ["optimizer=lars", "data.batch_size=1024"])
+    assert derive_run_values(cfg).lr == pytest.approx(2.4)  # sqrt: 1.2 x sqrt(1024 / 256)
+    assert cfg.optimizer.lr == 1.2  # the config itself is never rewritten
+
+
+def test_global_batch_is_split_over_devices() -> None:
+    cfg = compose_config("train_ssl", ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "data.batch_size=1024"])
+    derived = derive_run_values(cfg)
+    assert (derived.world_size, derived.global_batch, derived.per_device_batch) == (8, 1024, 128)
+    with pytest.raises(ConfigError, match="multiple of the 8 devices"):
+        derive_run_values(compose_config("train_ssl", ["trainer=ddp", "trainer.devices=8", "data.batch_size=100"]))
+
+
+def test_unknown_key_fails_with_hydra_error() -> None:
+    with pytest.raises(ConfigCompositionException, match="no_such_key"):
+        compose_config("train_ssl", ["loss.no_such_key=1"])
+    with pytest.raises(ConfigCompositionException):
+        compose_config("train_linear", ["probe.no_such_key=1"])
+
+
+def test_everything_overridable_from_command_line() -> None:
+    cfg = compose_config(
+        "train_ssl",
+        ["loss.temperature=0.2", "data.batch_size=256", "model.width=32", "augmentation.crop_scale=[0.2,1.0]",
+         "optimizer.lr=0.3", "trainer.max_epochs=7", "knn.k=20"],
+    )
+    assert (cfg.loss.temperature, cfg.data.batch_size, cfg.model.width, cfg.optimizer.lr) == (0.2, 256, 32, 0.3)
+    assert list(cfg.augmentation.crop_scale) == [0.2, 1.0] and cfg.trainer.max_epochs == 7 and cfg.knn.k == 20
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("loss.temperature=0", "loss.temperature=0 must be > 0"),
+        ("loss.temperature=-0.5", "loss.temperature=-0.5 must be > 0"),
+        ("augmentation.crop_scale=[0.0,1.0]", "crop_scale"),
+        ("augmentation.crop_scale=[0.5,1.5]", "crop_scale"),
+        ("augmentation.grayscale_p=2", "grayscale_p=2"),
+        ("optimizer.name=rmsprop", "optimizer.name='rmsprop' is not known"),
+        ("model.arch=vgg", "model.arch='vgg' is not known"),
+        ("optimizer.lr_scaling=cubic", "lr_scaling='cubic'"),
+    ],
+)
+def test_bad_values_are_named(override: str, message: str) -> None:
+    cfg = compose_config("train_ssl", [override])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        module = build_module(cfg, derive_run_values(cfg).lr)
+        build_optimizer(module, dict(cfg.optimizer), lr=0.1)
+
+
+def test_linear_config_composes(tmp_path: Path) -> None:
+    cfg = compose_config("train_linear", ["ckpt=some/run/checkpoints/last.ckpt", f"paths.output_dir={tmp_path}"])
+    assert cfg.probe.mode == "cached" and cfg.get("model") is None
+    cfg = compose_config("train_linear", ["model=resnet18"])
+    assert cfg.model.arch == "resnet18"
+    with open_dict(cfg):
+        assert cfg.trainer.max_epochs == 100

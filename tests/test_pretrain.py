@@ -1,0 +1,80 @@
+"""Pretraining through Lightning on a tiny dataset: steps, kNN monitor, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig, open_dict
+
+from simclr.checkpoints import CONFIG_KEY, KIND_KEY
+from simclr.errors import CheckpointError
+from simclr.train import train_ssl
+
+
+def _metric_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_pretraining_logs_and_checkpoints(ssl_cfg: DictConfig) -> None:
+    metrics = train_ssl(ssl_cfg)
+    run = Path(ssl_cfg.paths.output_dir)
+    assert 0.0 <= metrics["val/knn_top1"] <= 1.0
+    assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))
+    rows = _metric_rows(run)
+    assert any(r.get("train/loss_step") for r in rows) and any(r.get("train/lr") for r in rows)
+    assert sum(1 for r in rows if r.get("val/knn_top1")) == 2  # every epoch, as configured
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["epoch0000.ckpt", "epoch0001.ckpt", "last.ckpt"]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt[KIND_KEY] == "pretrain"
+    stored = ckpt[CONFIG_KEY]
+    assert stored["model"]["width"] == 4 and stored["loss"]["temperature"] == ssl_cfg.loss.temperature
+    assert stored["derived"]["derived/lr"] == pytest.approx(ssl_cfg.optimizer.lr)
+
+
+def test_learning_rate_warms_up_then_decays(ssl_cfg: DictConfig) -> None:
+    with open_dict(ssl_cfg):
+        ssl_cfg.trainer.max_epochs = 3
+    train_ssl(ssl_cfg)
+    lrs = [float(r["train/lr"]) for r in _metric_rows(Path(ssl_cfg.paths.output_dir)) if r.get("train/lr")]
+    peak = max(lrs)
+    assert lrs[0] < peak and lrs[-1] < peak and peak == pytest.approx(ssl_cfg.optimizer.lr, rel=1e-6)
+
+
+def test_resume_continues_from_saved_step(ssl_cfg: DictConfig, tmp_path: Path) -> None:
+    train_ssl(ssl_cfg)
+    first = Path(ssl_cfg.paths.output_dir)
+    last = first / "checkpoints" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = str(last)
+        ssl_cfg.trainer.max_epochs = 3
+        ssl_cfg.paths.output_dir = str(tmp_path / "resumed")
+    train_ssl(ssl_cfg)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["global_step"] == step * 3 // 2
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == step  # untouched
+
+
+def test_resume_from_missing_checkpoint_fails_early(ssl_cfg: DictConfig) -> None:
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = "runs/nowhere/last.ckpt"
+    with pytest.raises(CheckpointError, match="runs/nowhere/last.ckpt does not exist"):
+        train_ssl(ssl_cfg)
+    assert not Path(ssl_cfg.paths.output_dir).exists()
+
+
+def test_same_seed_same_losses(ssl_cfg: DictConfig, tmp_path: Path) -> None:
+    with open_dict(ssl_cfg):
+        ssl_cfg.trainer.max_epochs = 1
+    losses = []
+    for name in ("a", "b"):
+        with open_dict(ssl_cfg):
+            ssl_cfg.paths.output_dir = str(tmp_path / name)
+        train_ssl(ssl_cfg)
+        losses.append([r["train/loss_step"] for r in _metric_rows(tmp_path / name) if r.get("train/loss_step")])
+    assert losses[0] == losses[1] and len(losses[0]) > 0
