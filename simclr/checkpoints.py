@@ -7,8 +7,6 @@ so an encoder can be rebuilt without the user repeating any model option.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +42,10 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except Exception as e:  # torch.load fails in many ways on foreign bytes (EOFError, KeyError, ...)
+        first_line = (str(e).strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line}); "
             f"pass a .ckpt file written by train_ssl.py"
         ) from e
     kind = ckpt.get(KIND_KEY) if isinstance(ckpt, dict) else None

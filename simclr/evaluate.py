@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from simclr.checkpoints import ConfigInCheckpoint, load_pretrained_encoder
@@ -37,7 +37,7 @@ def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
             "ckpt": str(Path(cfg.ckpt).resolve()),
             "model": ssl_config["model"],
             "pretrain_epochs": ssl_config["trainer"].get("max_epochs"),
-            "experiment": ssl_config.get("experiment_name"),
+            "run_name": ssl_config.get("name"),
         }
         return encoder, source
     if cfg.get("model"):
@@ -57,17 +57,18 @@ def train_linear(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
     datamodule = CIFAR10DataModule(**cfg.data)
-    probe = LinearProbe(encoder, **cfg.probe)
+    probe = LinearProbe(encoder, **OmegaConf.to_container(cfg.probe, resolve=True))
     config = {**resolved_config(cfg), "source": source}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="probe", save_last=False)
     trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="probe")])
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
     trainer.fit(probe, datamodule=datamodule)
+    train_top1 = float(trainer.callback_metrics["train/top1"])
     test_top1 = float(trainer.test(probe, datamodule=datamodule, verbose=False)[0]["test/top1"])
     results = {
         "test_top1": test_top1,
-        "train_top1": float(trainer.callback_metrics.get("train/top1", float("nan"))),
+        "train_top1": train_top1,
         "mode": cfg.probe.mode,
         "probe_epochs": int(cfg.trainer.max_epochs),
         "wall_s": time.perf_counter() - start,
