@@ -19,7 +19,7 @@ from simclr.errors import ConfigError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma (torchvision rounds red to 0.2989)
 
 
 @dataclass
@@ -98,8 +98,12 @@ class SimCLRAugment(nn.Module):
             raise ConfigError(f"augmentation.crop_scale={list(crop_scale)} must lie in (0, 1]")
         self.crop_ratio = _check_range("crop_ratio", crop_ratio, 1e-3, 1e3)
         self.flip_p = _check_probability("flip_p", flip_p)
-        for name, value, hi in [("brightness", brightness, math.inf), ("contrast", contrast, math.inf),
-                                ("saturation", saturation, math.inf), ("hue", hue, 0.5)]:
+        for name, value, hi in [
+            ("brightness", brightness, math.inf),
+            ("contrast", contrast, math.inf),
+            ("saturation", saturation, math.inf),
+            ("hue", hue, 0.5),
+        ]:
             if not 0.0 <= value <= hi:
                 raise ConfigError(f"augmentation.{name}={value} must lie in [0, {hi}]")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
@@ -156,6 +160,9 @@ class SimCLRAugment(nn.Module):
         # Integer offsets uniform in [0, W - w], as torch.randint(0, W - w + 1) in torchvision.
         x0 = torch.floor(torch.rand(batch, device=device, generator=gen) * (width - w + 1))
         y0 = torch.floor(torch.rand(batch, device=device, generator=gen) * (height - h + 1))
+        # The fallback box is centred, as torchvision's: (W - w) // 2.
+        x0 = torch.where(first >= 0, x0, torch.floor((width - w) / 2))
+        y0 = torch.where(first >= 0, y0, torch.floor((height - h) / 2))
         return torch.stack([x0, y0, w, h], dim=1)
 
     def _fallback_size(self, height: int, width: int) -> tuple[float, float]:

@@ -57,8 +57,11 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
     if kind != expect:
         raise CheckpointError(
             f"{path} is a {kind} checkpoint, but a {expect} checkpoint is needed here; "
-            + ("pass the pretraining checkpoint the probe was trained on (<ssl run>/checkpoints/last.ckpt)"
-               if kind == "probe" else "pass a checkpoint written by train_ssl.py")
+            + (
+                "pass the pretraining checkpoint the probe was trained on (<ssl run>/checkpoints/last.ckpt)"
+                if kind == "probe"
+                else "pass a checkpoint written by train_ssl.py"
+            )
         )
     return ckpt
 
@@ -72,7 +75,7 @@ def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, An
     config = ckpt[CONFIG_KEY]
     encoder = build_encoder(**config["model"])
     prefix = "encoder."
-    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
         encoder.load_state_dict(weights)
     except RuntimeError as e:

@@ -16,7 +16,7 @@ from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
-from simclr.runs import build_trainer, log, output_dir, resolved_config
+from simclr.runs import build_trainer, output_dir, resolved_config
 
 
 def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
@@ -79,6 +79,7 @@ def train_linear(cfg: DictConfig) -> dict[str, Any]:
     print(
         f"linear probe: test top-1 {100 * test_top1:.2f}% | {model['arch']} width {model['width']}, "
         f"{source['encoder']} encoder{' from ' + source['ckpt'] if source['ckpt'] else ''} | "
-        f"{cfg.probe.mode} features, {cfg.trainer.max_epochs} epochs, {results['wall_s']:.0f} s | {out / 'results.json'}"
+        f"{cfg.probe.mode} features, {cfg.trainer.max_epochs} epochs, {results['wall_s']:.0f} s | "
+        f"{out / 'results.json'}"
     )
     return results

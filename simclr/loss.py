@@ -24,14 +24,14 @@ class NTXentLoss(nn.Module):
     def __init__(self, temperature: float = 0.5) -> None:
         super().__init__()
         if not temperature > 0:
-            raise ConfigError(
-                f"loss.temperature={temperature} must be > 0 (SimCLR uses 0.1-1.0; 0.5 for CIFAR-10)"
-            )
+            raise ConfigError(f"loss.temperature={temperature} must be > 0 (SimCLR uses 0.1-1.0; 0.5 for CIFAR-10)")
         self.temperature = float(temperature)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if z1.shape != z2.shape or z1.dim() != 2:
-            raise ValueError(f"NT-Xent needs two (N, D) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+            raise ValueError(
+                f"NT-Xent needs two (N, D) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+            )
         n = z1.shape[0]
         with torch.autocast(device_type=z1.device.type, enabled=False):
             # float32 at least: bf16/fp16 inputs are promoted, float64 (gradcheck) stays float64.

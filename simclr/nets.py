@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from simclr.errors import ConfigError
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 # Blocks per stage of the torchvision architectures; `resnet_tiny` halves ResNet-18's depth.
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {

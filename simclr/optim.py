@@ -31,8 +31,14 @@ class LARS(torch.optim.Optimizer):
         trust_coefficient: float = 0.001,
         eps: float = 1e-8,
     ) -> None:
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, eps=eps, lars_adapt=True)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+            lars_adapt=True,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -95,12 +101,24 @@ def build_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optim
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))), weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd,
-                               nesterov=bool(cfg.get("nesterov", False)))
+        return torch.optim.SGD(
+            groups,
+            lr=lr,
+            momentum=float(cfg.get("momentum", 0.9)),
+            weight_decay=wd,
+            nesterov=bool(cfg.get("nesterov", False)),
+        )
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd,
-                    trust_coefficient=float(cfg.get("trust_coefficient", 0.001)))
-    raise ConfigError(f"optimizer.name={name!r} is not known; choose one of {list(OPTIMIZERS)} (optimizer=adam|sgd|lars)")
+        return LARS(
+            groups,
+            lr=lr,
+            momentum=float(cfg.get("momentum", 0.9)),
+            weight_decay=wd,
+            trust_coefficient=float(cfg.get("trust_coefficient", 0.001)),
+        )
+    raise ConfigError(
+        f"optimizer.name={name!r} is not known; choose one of {list(OPTIMIZERS)} (optimizer=adam|sgd|lars)"
+    )
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -25,7 +26,8 @@ class SimCLRModule(pl.LightningModule):
         loss: `temperature`. scheduler: `warmup_epochs`, `final_lr_fraction`. knn: `k`, `temperature`.
         lr: the learning rate actually used, already scaled for the global batch (see `derive_run_values`).
 
-    Logs `train/loss`, `train/lr` each step and `val/knn_top1` (in [0, 1]) every validation epoch.
+    Logs `train/loss`, `train/lr` each step, `time/epoch_s` and `time/views_per_s` (both views counted,
+    all devices) each epoch, and `val/knn_top1` (in [0, 1]) every validation epoch.
     """
 
     def __init__(
@@ -67,10 +69,25 @@ class SimCLRModule(pl.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start, self._epoch_images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._epoch_images += len(batch[1])
+
+    def on_train_epoch_end(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # once per epoch: the clock must see the queued kernels
+        seconds = time.perf_counter() - self._epoch_start
+        self.log("time/epoch_s", seconds)
+        self.log("time/views_per_s", 2 * self._epoch_images * self.trainer.world_size / seconds)
+
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {0: [], 1: []}
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         images, labels = batch
         self._val_outputs[dataloader_idx].append((self(images), labels))
 

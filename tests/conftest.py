@@ -101,16 +101,24 @@ def ssl_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     from simclr.train import train_ssl
 
     run = tmp_path_factory.mktemp("ssl_run")
-    cfg = compose_config("train_ssl", TINY_SSL + [f"data.root={cifar_root}", "data.download=false",
-                                                  "trainer.max_epochs=1"])
+    cfg = compose_config(
+        "train_ssl", TINY_SSL + [f"data.root={cifar_root}", "data.download=false", "trainer.max_epochs=1"]
+    )
     with open_dict(cfg):
         cfg.paths.output_dir = str(run)
     train_ssl(cfg)
     return run / "checkpoints" / "last.ckpt"
 
 
-TINY_PROBE = ["trainer=cpu", "trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64",
-              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1"]
+TINY_PROBE = [
+    "trainer=cpu",
+    "trainer.max_epochs=2",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def probe_config(cifar_root: Path, out: Path, overrides: list[str]) -> DictConfig:

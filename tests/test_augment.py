@@ -28,8 +28,9 @@ from simclr.errors import ConfigError
 CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 CIFAR_STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 BIG = 4096
-NO_RANDOMNESS = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
-                     blur_p=0.0)
+NO_RANDOMNESS = dict(
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0
+)
 # torchvision's float rgb_to_grayscale weighs red 0.2989, simclr 0.299 (ITU-R 601-2): up to 1e-4 apart.
 COLOUR_ATOL = 2e-4
 
@@ -135,8 +136,12 @@ def test_blur_sigma_stays_in_range() -> None:
 def test_bernoulli_rates_match_probabilities(kwargs: dict) -> None:
     aug = SimCLRAugment(**kwargs)
     p = aug.sample_params(BIG, 32, 32, torch.device("cpu"), gen(6))
-    for name, prob in [("flip", aug.flip_p), ("jitter", aug.jitter_p), ("grayscale", aug.grayscale_p),
-                       ("blur", aug.blur_p)]:
+    for name, prob in [
+        ("flip", aug.flip_p),
+        ("jitter", aug.jitter_p),
+        ("grayscale", aug.grayscale_p),
+        ("blur", aug.blur_p),
+    ]:
         flags = getattr(p, name)
         assert flags.dtype == torch.bool and flags.shape == (BIG,)
         count = int(flags.sum())
@@ -145,7 +150,8 @@ def test_bernoulli_rates_match_probabilities(kwargs: dict) -> None:
 
 def test_bernoulli_probabilities_zero_and_one_are_exact() -> None:
     p = SimCLRAugment(flip_p=1.0, jitter_p=0.0, grayscale_p=1.0, blur_p=0.0).sample_params(
-        BIG, 32, 32, torch.device("cpu"), gen(7))
+        BIG, 32, 32, torch.device("cpu"), gen(7)
+    )
     assert p.flip.all() and p.grayscale.all()
     assert not p.jitter.any() and not p.blur.any()
 
@@ -228,30 +234,31 @@ def test_output_is_float32_of_the_input_shape_on_cuda() -> None:
     assert p.crop.device.type == "cuda" and p.flip.device.type == "cuda"
     # The same parameters give the same view on either device.
     p_cpu = AugmentParams(**{f.name: getattr(p, f.name).cpu() for f in dataclasses.fields(p)})
-    torch.testing.assert_close(aug.apply(images, p).cpu(), SimCLRAugment(blur_p=0.5).apply(images.cpu(), p_cpu),
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        aug.apply(images, p).cpu(), SimCLRAugment(blur_p=0.5).apply(images.cpu(), p_cpu), atol=1e-3, rtol=0
+    )
 
 
 def test_batched_apply_equals_per_sample_apply() -> None:
     """No statistic leaks across the batch: sample i depends on image i and its own parameters only."""
     aug = SimCLRAugment(blur_p=0.5)
-    images = uint8_images(24, seed=15)
-    p = aug.sample_params(24, 32, 32, torch.device("cpu"), gen(15))
+    images = uint8_images(12, seed=15)
+    p = aug.sample_params(12, 32, 32, torch.device("cpu"), gen(15))
+    assert 0 < int(p.blur.sum()) < 12 and 0 < int(p.jitter.sum()) < 12
     batched = aug.apply(images, p)
-    for i in range(24):
-        torch.testing.assert_close(batched[i : i + 1], aug.apply(images[i : i + 1], params_at(p, i)),
-                                   atol=1e-5, rtol=0)
+    for i in range(12):
+        torch.testing.assert_close(batched[i : i + 1], aug.apply(images[i : i + 1], params_at(p, i)), atol=1e-5, rtol=0)
 
 
 def test_full_pipeline_matches_torchvision_per_image() -> None:
     """Full-image crop, flip, jitter in each sample's order, grayscale, normalise, as torchvision's ops."""
     aug = SimCLRAugment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.8, grayscale_p=0.3)
-    images = uint8_images(48, seed=16)
-    p = aug.sample_params(48, 32, 32, torch.device("cpu"), gen(16))
+    images = uint8_images(32, seed=16)
+    p = aug.sample_params(32, 32, 32, torch.device("cpu"), gen(16))
     out = aug.apply(images, p)
     ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
     factors = (p.brightness, p.contrast, p.saturation, p.hue)
-    for i in range(48):
+    for i in range(32):
         img = TF.to_dtype(images[i], torch.float32, scale=True)
         if p.flip[i]:
             img = TF.horizontal_flip(img)
@@ -275,8 +282,16 @@ def test_grayscale_with_probability_one_gives_equal_channels() -> None:
 
 
 def test_output_stays_in_the_unit_range_before_normalisation() -> None:
-    aug = SimCLRAugment(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, jitter_p=1.0, blur_p=0.5,
-                        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    aug = SimCLRAugment(
+        brightness=0.8,
+        contrast=0.8,
+        saturation=0.8,
+        hue=0.2,
+        jitter_p=1.0,
+        blur_p=0.5,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
     out = aug(uint8_images(64, seed=18), gen(18))
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
 
@@ -301,15 +316,21 @@ def test_colour_ops_match_torchvision_with_per_sample_factors(ours, theirs, lo: 
     out = ours(x, factors)
     assert out.shape == x.shape
     for i in range(16):
-        torch.testing.assert_close(out[i], theirs(x[i], float(factors[i])), atol=COLOUR_ATOL, rtol=0,
-                                   msg=f"sample {i}, factor {float(factors[i])}")
+        torch.testing.assert_close(
+            out[i],
+            theirs(x[i], float(factors[i])),
+            atol=COLOUR_ATOL,
+            rtol=0,
+            msg=f"sample {i}, factor {float(factors[i])}",
+        )
 
 
 def test_hue_shift_of_zero_and_of_a_full_turn_is_identity() -> None:
     x = float_images(8, 16, 16, seed=20)
     torch.testing.assert_close(adjust_hue(x, torch.zeros(8)), x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(adjust_hue(adjust_hue(x, torch.full((8,), 0.3)), torch.full((8,), -0.3)), x,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        adjust_hue(adjust_hue(x, torch.full((8,), 0.3)), torch.full((8,), -0.3)), x, atol=1e-5, rtol=0
+    )
 
 
 def test_grayscale_matches_torchvision() -> None:
@@ -385,8 +406,7 @@ def test_gaussian_blur_reduces_noise_variance_more_for_larger_sigma() -> None:
     assert (var < x.var(dim=(1, 2, 3))).all()
     assert (var[1:] < var[:-1]).all()
     # The mean survives the blur (reflect padding, normalised kernel).
-    torch.testing.assert_close(gaussian_blur(x, sigma, 5).mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)),
-                               atol=5e-3, rtol=0)
+    torch.testing.assert_close(gaussian_blur(x, sigma, 5).mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=5e-3, rtol=0)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5])
@@ -448,9 +468,18 @@ def test_invalid_config_raises_config_error(kwargs: dict) -> None:
 
 def test_build_augment_accepts_config_lists() -> None:
     cfg = {
-        "crop_scale": [0.2, 1.0], "crop_ratio": [0.75, 4 / 3], "flip_p": 0.5, "brightness": 0.4, "contrast": 0.4,
-        "saturation": 0.4, "hue": 0.1, "jitter_p": 0.8, "grayscale_p": 0.1, "blur_p": 0.5,
-        "blur_sigma": [0.1, 2.0], "blur_kernel_size": 3,
+        "crop_scale": [0.2, 1.0],
+        "crop_ratio": [0.75, 4 / 3],
+        "flip_p": 0.5,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.4,
+        "hue": 0.1,
+        "jitter_p": 0.8,
+        "grayscale_p": 0.1,
+        "blur_p": 0.5,
+        "blur_sigma": [0.1, 2.0],
+        "blur_kernel_size": 3,
     }
     aug = build_augment(cfg)
     assert isinstance(aug, SimCLRAugment)
@@ -465,12 +494,6 @@ def test_build_augment_rejects_unknown_keys() -> None:
         build_augment({"crop_scael": [0.2, 1.0]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simclr/augment.py SimCLRAugment._sample_crops (lines ~148-157): when all tries fail, the fallback "
-    "box is documented as torchvision's *central* crop, but x0/y0 are then drawn uniformly like any other box. "
-    "For a 32x64 image with crop_scale=(1,1) every box should be (10, 0, 43, 32); x0 varies in [0, 21].",
-)
 def test_fallback_crop_is_central_as_in_torchvision() -> None:
     aug = SimCLRAugment(crop_scale=(1.0, 1.0))
     crop = aug.sample_params(256, 32, 64, torch.device("cpu"), gen(29)).crop

@@ -16,7 +16,10 @@ from simclr.train import build_module
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "augmentation", "optimizer", "trainer", "logger")}
+GROUPS = {
+    g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
+    for g in ("model", "augmentation", "optimizer", "trainer", "logger")
+}
 
 
 def test_presets_exist() -> None:
@@ -69,7 +72,9 @@ def test_learning_rate_rule_is_explicit() -> None:
 
 
 def test_global_batch_is_split_over_devices() -> None:
-    cfg = compose_config("train_ssl", ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "data.batch_size=1024"])
+    cfg = compose_config(
+        "train_ssl", ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "data.batch_size=1024"]
+    )
     derived = derive_run_values(cfg)
     assert (derived.world_size, derived.global_batch, derived.per_device_batch) == (8, 1024, 128)
     with pytest.raises(ConfigError, match="multiple of the 8 devices"):
@@ -86,8 +91,15 @@ def test_unknown_key_fails_with_hydra_error() -> None:
 def test_everything_overridable_from_command_line() -> None:
     cfg = compose_config(
         "train_ssl",
-        ["loss.temperature=0.2", "data.batch_size=256", "model.width=32", "augmentation.crop_scale=[0.2,1.0]",
-         "optimizer.lr=0.3", "trainer.max_epochs=7", "knn.k=20"],
+        [
+            "loss.temperature=0.2",
+            "data.batch_size=256",
+            "model.width=32",
+            "augmentation.crop_scale=[0.2,1.0]",
+            "optimizer.lr=0.3",
+            "trainer.max_epochs=7",
+            "knn.k=20",
+        ],
     )
     assert (cfg.loss.temperature, cfg.data.batch_size, cfg.model.width, cfg.optimizer.lr) == (0.2, 256, 32, 0.3)
     assert list(cfg.augmentation.crop_scale) == [0.2, 1.0] and cfg.trainer.max_epochs == 7 and cfg.knn.k == 20

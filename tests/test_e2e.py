@@ -11,27 +11,54 @@ from pathlib import Path
 from tests.conftest import REPO
 
 TINY = [
-    "model=resnet_tiny", "model.width=4", "model.head.hidden_dim=32", "trainer=cpu", "data.batch_size=32",
-    "data.eval_batch_size=64", "data.download=false", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    "model=resnet_tiny",
+    "model.width=4",
+    "model.head.hidden_dim=32",
+    "trainer=cpu",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "data.download=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
 ]
 
 
 def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
-    ssl = _run("train_ssl.py", TINY + [f"data.root={cifar_root}", "trainer.max_epochs=2",
-                                       "trainer.check_val_every_n_epoch=1", "hydra.run.dir=ssl_run"], tmp_path)
+    ssl = _run(
+        "train_ssl.py",
+        TINY
+        + [
+            f"data.root={cifar_root}",
+            "trainer.max_epochs=2",
+            "trainer.check_val_every_n_epoch=1",
+            "hydra.run.dir=ssl_run",
+        ],
+        tmp_path,
+    )
     assert ssl.returncode == 0, ssl.stderr[-3000:]
     ckpt = tmp_path / "ssl_run" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file() and (tmp_path / "ssl_run" / "metrics.csv").is_file()
 
-    probe = _run("train_linear.py", [f"ckpt={ckpt}", "trainer=cpu", "trainer.max_epochs=3", f"data.root={cifar_root}",
-                                     "data.download=false", "data.batch_size=32", "trainer.enable_progress_bar=false"],
-                 tmp_path)
+    probe = _run(
+        "train_linear.py",
+        [
+            f"ckpt={ckpt}",
+            "trainer=cpu",
+            "trainer.max_epochs=3",
+            f"data.root={cifar_root}",
+            "data.download=false",
+            "data.batch_size=32",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     summary = [line for line in probe.stdout.splitlines() if line.startswith("linear probe: test top-1")]
     assert len(summary) == 1

@@ -164,9 +164,7 @@ def test_non_positive_temperature_raises_config_error(temperature: float) -> Non
         NTXentLoss(temperature)
 
 
-@pytest.mark.parametrize(
-    "shape1, shape2", [((4, 8), (5, 8)), ((4, 8), (4, 7)), ((4, 8, 1), (4, 8, 1)), ((8,), (8,))]
-)
+@pytest.mark.parametrize("shape1, shape2", [((4, 8), (5, 8)), ((4, 8), (4, 7)), ((4, 8, 1), (4, 8, 1)), ((8,), (8,))])
 def test_mismatched_or_non_matrix_shapes_raise_value_error(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         NTXentLoss(0.5)(torch.randn(*shape1), torch.randn(*shape2))

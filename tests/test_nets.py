@@ -78,8 +78,10 @@ def test_tiny_has_one_block_per_stage() -> None:
 def test_32x32_input_reaches_layer4_at_4x4(arch: str, width: int) -> None:
     model = CifarResNet(arch, width).eval()
     sizes: dict[str, tuple[int, ...]] = {}
-    hooks = [getattr(model, s).register_forward_hook(lambda _m, _i, out, s=s: sizes.__setitem__(s, out.shape))
-             for s in STAGES]
+    hooks = [
+        getattr(model, s).register_forward_hook(lambda _m, _i, out, s=s: sizes.__setitem__(s, out.shape))
+        for s in STAGES
+    ]
     with torch.no_grad():
         out = model(images(2, 32))
     for h in hooks:
@@ -172,7 +174,10 @@ def test_projection_head_on_encoder_features() -> None:
 
 def test_build_encoder_ignores_extra_config_keys() -> None:
     cfg = {
-        "arch": "resnet_tiny", "width": 8, "zero_init_residual": True, "channels_last": True,
+        "arch": "resnet_tiny",
+        "width": 8,
+        "zero_init_residual": True,
+        "channels_last": True,
         "head": {"hidden_dim": 256, "out_dim": 128, "num_layers": 2, "batch_norm": True},
     }
     model = build_encoder(**cfg)

@@ -227,8 +227,17 @@ def test_lars_decreases_a_least_squares_loss() -> None:
     x = torch.randn(128, 8, generator=g)
     y = x @ torch.randn(8, 1, generator=g) + 0.5
     model = nn.Linear(8, 1)
-    opt = build_optimizer(model, {"name": "lars", "weight_decay": 1e-6, "momentum": 0.9,
-                                  "trust_coefficient": 0.02, "exclude_bias_and_norm": True}, lr=0.5)
+    opt = build_optimizer(
+        model,
+        {
+            "name": "lars",
+            "weight_decay": 1e-6,
+            "momentum": 0.9,
+            "trust_coefficient": 0.02,
+            "exclude_bias_and_norm": True,
+        },
+        lr=0.5,
+    )
 
     def loss_fn() -> torch.Tensor:
         return ((model(x) - y) ** 2).mean()

@@ -26,8 +26,15 @@ def test_encoder_stays_frozen(cifar_root: Path, mode: str, tmp_path: Path) -> No
     probe = LinearProbe(encoder, mode=mode, lr=1e-2)
     linear_before = probe.classifier[1].weight.detach().clone()
     dm = CIFAR10DataModule(str(cifar_root), batch_size=32, eval_batch_size=64)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(probe, datamodule=dm)
     after = encoder.state_dict()
     for name, value in before.items():
@@ -36,8 +43,9 @@ def test_encoder_stays_frozen(cifar_root: Path, mode: str, tmp_path: Path) -> No
     assert not torch.equal(linear_before, probe.classifier[1].weight)  # the linear layer did train
 
 
-def test_probe_of_checkpoint_writes_results(cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_probe_of_checkpoint_writes_results(
+    cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     results = train_linear(probe_config(cifar_root, tmp_path, [f"ckpt={ssl_checkpoint}"]))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == results
