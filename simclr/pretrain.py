@@ -70,19 +70,27 @@ class SimCLRModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start, self._epoch_images = time.perf_counter(), 0
+        self._epoch_start, self._epoch_images, self._train_end = time.perf_counter(), 0, None
+
+    def _mark_train_end(self) -> None:
+        """Stops the epoch clock once, before the kNN monitor runs (Lightning validates first)."""
+        if getattr(self, "_train_end", None) is None and hasattr(self, "_epoch_start"):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # once per epoch: the clock must see the queued kernels
+            self._train_end = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_images += len(batch[1])
 
     def on_train_epoch_end(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # once per epoch: the clock must see the queued kernels
-        seconds = time.perf_counter() - self._epoch_start
+        self._mark_train_end()
+        seconds = self._train_end - self._epoch_start
         self.log("time/epoch_s", seconds)
         self.log("time/views_per_s", 2 * self._epoch_images * self.trainer.world_size / seconds)
 
     def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit":
+            self._mark_train_end()
         self._val_outputs = {0: [], 1: []}
 
     def validation_step(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,25 @@ def derive_run_values(cfg: DictConfig) -> DerivedValues:
     return DerivedValues(world_size=world, global_batch=batch, per_device_batch=batch // world, lr=lr)
 
 
+# Lightning advice that does not apply to this design: batches are slices of in-memory tensors (no
+# workers needed), augmentation lives in the module's on_after_batch_transfer on purpose, and the
+# probe's frozen encoder is in eval mode on purpose.
+_EXPECTED_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+    r".*module\(s\) in eval mode at the start of training.*",
+    r".*`val_dataloader` but have no `validation_step`.*",
+)
+
+
+def silence_expected_warnings() -> None:
+    for pattern in _EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`."""
+    silence_expected_warnings()
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
