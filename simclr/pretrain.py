@@ -55,14 +55,14 @@ class SimCLRModule(pl.LightningModule):
         return self.encoder(images.contiguous(memory_format=self.memory_format))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels, _ = batch
+        images, labels, indices = batch
         if self.trainer.training:
             # Both views in one tensor, so the encoder runs once over 2B images (BN sees both views).
-            return torch.cat([self.augment(images), self.augment(images)]), labels
-        return self.augment.normalize(images), labels
+            return torch.cat([self.augment(images), self.augment(images)]), labels, indices
+        return self.augment.normalize(images), labels, indices
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        views, labels = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        views, labels, _ = batch
         z1, z2 = self.head(self(views)).chunk(2)
         loss = self.criterion(z1, z2)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
@@ -93,10 +93,8 @@ class SimCLRModule(pl.LightningModule):
             self._mark_train_end()
         self._val_outputs = {0: [], 1: []}
 
-    def validation_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        images, labels = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels, _ = batch
         self._val_outputs[dataloader_idx].append((self(images), labels))
 
     def on_validation_epoch_end(self) -> None:

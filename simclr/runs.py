@@ -79,7 +79,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`."""
     silence_expected_warnings()
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
+    kwargs = hydra.utils.instantiate(cfg.trainer, _convert_="all")
+    callbacks = [*(kwargs.pop("callbacks", None) or []), *callbacks]
     try:
         return pl.Trainer(**kwargs, logger=logger, callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
     except (ValueError, TypeError, RuntimeError) as e:
