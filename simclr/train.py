@@ -49,8 +49,11 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["wall_s"] = time.perf_counter() - start
-    log.info("pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints")
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
+        log.info(
+            "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
+        )
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     return metrics
 
 

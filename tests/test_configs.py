@@ -132,3 +132,27 @@ def test_linear_config_composes(tmp_path: Path) -> None:
     assert cfg.model.arch == "resnet18"
     with open_dict(cfg):
         assert cfg.trainer.max_epochs == 100
+
+
+def test_slurm_multinode_config_resolves() -> None:
+    """The documented SLURM command composes and its launcher settings follow the trainer (no cluster needed)."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [
+        "cluster=slurm",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "experiment=resnet18_sgd",
+        "hydra.launcher.partition=gpu",
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train_ssl", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert launcher.partition == "gpu"
+    assert (cfg.trainer.strategy, cfg.trainer.sync_batchnorm, cfg.trainer.num_nodes) == ("ddp", True, 2)
+    derived = derive_run_values(cfg)
+    assert (derived.world_size, derived.per_device_batch) == (8, 64)
+    assert derived.lr == pytest.approx(0.06)  # linear rule: batch 512 is the recipe's own batch
