@@ -11,13 +11,14 @@ import hydra
 from omegaconf import DictConfig
 
 import simclr  # noqa: F401  (registers the config resolvers)
-from simclr.cli import run_or_explain
+from simclr.cli import run_job
 from simclr.evaluate import train_linear
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_linear")
-def main(cfg: DictConfig) -> float:
-    return run_or_explain(lambda: train_linear(cfg))["test_top1"]
+def main(cfg: DictConfig) -> float | None:
+    results = run_job(lambda: train_linear(cfg), cfg)
+    return None if results is None else results["test_top1"]
 
 
 if __name__ == "__main__":

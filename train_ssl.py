@@ -13,14 +13,14 @@ import hydra
 from omegaconf import DictConfig
 
 import simclr  # noqa: F401  (registers the config resolvers)
-from simclr.cli import run_or_explain
+from simclr.cli import run_job
 from simclr.train import train_ssl
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_ssl")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_or_explain(lambda: train_ssl(cfg))
-    return metrics.get("val/knn_top1")
+    metrics = run_job(lambda: train_ssl(cfg), cfg)
+    return None if metrics is None else metrics.get("val/knn_top1")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""`train_linear(cfg)`: the linear probe of a pretraining checkpoint, or of a random encoder."""
+"""The linear probe as a job: of a pretraining checkpoint, of a random encoder, or of a fresh encoder."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, resolved_config
 
+PROBE_KWARGS = ("mode", "lr", "weight_decay", "crop_scale", "batch_norm")
+
 
 def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
     """The encoder to probe and a description of where it came from.
@@ -32,17 +35,10 @@ def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
         )
     if cfg.get("ckpt"):
         encoder, ssl_config = load_pretrained_encoder(cfg.ckpt)
-        source = {
-            "encoder": "pretrained",
-            "ckpt": str(Path(cfg.ckpt).resolve()),
-            "model": ssl_config["model"],
-            "pretrain_epochs": ssl_config["trainer"].get("max_epochs"),
-            "run_name": ssl_config.get("name"),
-        }
-        return encoder, source
+        return encoder, pretrained_source(ssl_config, str(Path(cfg.ckpt).resolve()))
     if cfg.get("model"):
         pl.seed_everything(cfg.seed)
-        plain = resolved_config(cfg)["model"]
+        plain = OmegaConf.to_container(cfg.model, resolve=True)
         return build_encoder(**plain), {"encoder": "random", "ckpt": None, "model": plain}
     raise ConfigError(
         "nothing to probe: pass ckpt=PATH to a pretraining checkpoint (runs/ssl/.../checkpoints/last.ckpt), "
@@ -50,14 +46,25 @@ def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
     )
 
 
-def train_linear(cfg: DictConfig) -> dict[str, Any]:
-    """Trains the probe, tests it, writes <output_dir>/results.json and returns the results."""
+def pretrained_source(ssl_config: dict[str, Any], ckpt: str | None) -> dict[str, Any]:
+    return {
+        "encoder": "pretrained",
+        "ckpt": ckpt,
+        "model": ssl_config["model"],
+        "pretrain_epochs": ssl_config["trainer"].get("max_epochs"),
+        "run_name": ssl_config.get("name"),
+    }
+
+
+def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Trains and tests the probe with cfg's data, probe, trainer and logger; writes out/results.json.
+
+    `cfg.trainer.max_epochs` is the number of probe epochs. Returns the results (top-1 as fractions).
+    """
     start = time.perf_counter()
-    encoder, source = probe_encoder(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    out = output_dir(cfg)
     datamodule = CIFAR10DataModule(**cfg.data)
-    probe = LinearProbe(encoder, **OmegaConf.to_container(cfg.probe, resolve=True))
+    probe = LinearProbe(encoder, **{k: OmegaConf.to_container(cfg.probe, resolve=True)[k] for k in PROBE_KWARGS})
     config = {**resolved_config(cfg), "source": source}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="probe", save_last=False)
     trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="probe")])
@@ -83,3 +90,33 @@ def train_linear(cfg: DictConfig) -> dict[str, Any]:
         f"{out / 'results.json'}"
     )
     return results
+
+
+def train_linear(cfg: DictConfig) -> dict[str, Any]:
+    """`train_linear.py`: the probe of `ckpt` or of a random `model`, in cfg.paths.output_dir."""
+    encoder, source = probe_encoder(cfg)
+    return fit_probe(encoder, source, cfg, output_dir(cfg))
+
+
+def probe_after_pretraining(cfg: DictConfig, encoder: CifarResNet, run_dir: Path, ckpt: Path) -> dict[str, Any]:
+    """Probes a just-pretrained encoder on one device, in <run_dir>/linear/final/, logging to CSV there."""
+    probe_cfg = copy.deepcopy(cfg)
+    with_probe = OmegaConf.create(
+        {
+            "trainer": {"max_epochs": cfg.probe.epochs, "devices": 1, "num_nodes": 1, "callbacks": None},
+            "paths": {"output_dir": str(run_dir / "linear" / "final")},
+            "logger": {
+                "_target_": "pytorch_lightning.loggers.CSVLogger",
+                "save_dir": "${paths.output_dir}",
+                "name": "",
+                "version": "",
+            },
+        }
+    )
+    OmegaConf.set_struct(probe_cfg, False)
+    probe_cfg = OmegaConf.merge(probe_cfg, with_probe)
+    for key in ("strategy", "sync_batchnorm", "plugins"):
+        probe_cfg.trainer.pop(key, None)
+    out = output_dir(probe_cfg)
+    source = pretrained_source(resolved_config(cfg), str(ckpt.resolve()))
+    return fit_probe(copy.deepcopy(encoder), source, probe_cfg, out)

@@ -11,6 +11,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
 from simclr.data import CIFAR10DataModule
+from simclr.errors import ConfigError
+from simclr.evaluate import probe_after_pretraining
 from simclr.pretrain import SimCLRModule
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 
@@ -26,6 +28,11 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     derived = derive_run_values(cfg)
+    if cfg.probe.enabled and derived.world_size > 1:
+        raise ConfigError(
+            "probe.enabled=true probes on one device, but this run uses "
+            f"{derived.world_size} processes; probe afterwards with train_linear.py ckpt=<run>/checkpoints/last.ckpt"
+        )
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path, expect="pretrain")  # fails early with a clear message
     out = output_dir(cfg)
@@ -48,6 +55,13 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams({**config, **derived.as_log_dict()})
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["pretrain_wall_s"] = time.perf_counter() - start
+    if cfg.probe.enabled:
+        probe = probe_after_pretraining(cfg, module.encoder, out, out / "checkpoints" / "last.ckpt")
+        metrics.update({"probe/test_top1": probe["test_top1"], "probe/train_top1": probe["train_top1"]})
+        for lg in trainer.loggers:
+            lg.log_metrics({k: metrics[k] for k in ("probe/test_top1", "probe/train_top1")}, step=trainer.global_step)
+            lg.save()
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
         log.info(
@@ -58,4 +72,6 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fmt(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("train/loss_epoch", "val/")))
+    return ", ".join(
+        f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("train/loss_epoch", "val/", "probe/"))
+    )

@@ -1,0 +1,86 @@
+"""Hydra multirun through the real script: one directory per job, probes, failures, the summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from simclr.sweep import summarize
+from tests.conftest import REPO
+
+TINY = [
+    "model=resnet_tiny",
+    "model.width=4",
+    "model.head.hidden_dim=32",
+    "trainer=cpu",
+    "data.eval_batch_size=64",
+    "data.download=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def _multirun(cifar_root: Path, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    args = [
+        sys.executable,
+        str(REPO / "train_ssl.py"),
+        "-m",
+        *TINY,
+        f"data.root={cifar_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+    ]
+    return subprocess.run(
+        args,
+        cwd=sweep_dir.parent,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_two_by_two_sweep_with_probe_and_summary(cifar_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = _multirun(
+        cifar_root, sweep, "loss.temperature=0.2,0.5", "data.batch_size=16,32", "probe.enabled=true", "probe.epochs=2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    assert [d.name for d in jobs] == ["0", "1", "2", "3"]
+    for job in jobs:
+        assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "metrics.csv").is_file()
+        assert json.loads((job / "status.json").read_text())["status"] == "completed"
+        assert (job / "linear" / "final" / "results.json").is_file()
+    # The end-of-sweep callback wrote the summary; the command rewrites it the same way.
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
+    assert {r["overrides"] for r in rows} == {
+        f"loss.temperature={t} data.batch_size={b}" for t in ("0.2", "0.5") for b in ("16", "32")
+    }
+    assert all(0 <= float(r["probe_top1"]) <= 1 and 0 <= float(r["knn_top1"]) <= 1 for r in rows)
+    assert all(float(r["final_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
+    assert (sweep / "summary.md").read_text().count("\n") == 6
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    cli = subprocess.run([sys.executable, "-m", "simclr.sweep", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    assert cli.returncode == 0 and "4 jobs" in cli.stdout
+
+
+def test_failed_job_is_reported_and_the_others_finish(cifar_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = _multirun(cifar_root, sweep, "data.batch_size=1000,32")  # 1000 > the 200 training images
+    assert result.returncode == 1
+    assert "1 of 2 jobs failed" in result.stderr
+    failed = json.loads((sweep / "0" / "status.json").read_text())
+    assert failed["status"] == "failed" and "data.batch_size=1000 exceeds" in failed["error"]
+    assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "completed"
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
+    rows = summarize(sweep)
+    assert [r["status"] for r in rows] == ["failed", "completed"]
