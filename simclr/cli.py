@@ -38,6 +38,13 @@ def write_status(out: Path, status: str, wall_s: float, error: str | None = None
     (out / "status.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
+def finish_wandb(failed: bool) -> None:
+    """Closes the W&B run of this job, if any, so that each job of a multirun gets its own run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.run.finish(exit_code=1 if failed else 0)
+
+
 def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
     """Runs job(); returns its result, or None for a failed job of a multirun."""
     start = time.perf_counter()
@@ -45,6 +52,7 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
     try:
         result = job()
     except SimCLRError as e:
+        finish_wandb(failed=True)
         write_status(out, "failed", time.perf_counter() - start, str(e))
         log.error("%s", e)
         if _in_multirun():
@@ -52,10 +60,12 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
+        finish_wandb(failed=True)
         write_status(out, "failed", time.perf_counter() - start, f"{type(e).__name__}: {e}")
         if not _in_multirun():
             raise
         log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
         return None
+    finish_wandb(failed=False)
     write_status(out, "completed", time.perf_counter() - start)
     return result

@@ -21,6 +21,18 @@ def probe_run_dir(ckpt: str | None) -> str:
     return str(run / "linear" / f"{path.stem}_{stamp}")
 
 
+def sweep_group() -> str | None:
+    """The multirun's sweep directory, so that W&B groups a sweep's runs; None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(HydraConfig.get().sweep.dir)
+    return None
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("probe_run_dir"):
         OmegaConf.register_new_resolver("probe_run_dir", probe_run_dir)
+    if not OmegaConf.has_resolver("sweep_group"):
+        OmegaConf.register_new_resolver("sweep_group", sweep_group)

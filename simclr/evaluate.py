@@ -114,6 +114,7 @@ def probe_after_pretraining(cfg: DictConfig, encoder: CifarResNet, run_dir: Path
         }
     )
     OmegaConf.set_struct(probe_cfg, False)
+    probe_cfg.pop("logger", None)  # the probe logs to its own CSV; its results go to the run's logger
     probe_cfg = OmegaConf.merge(probe_cfg, with_probe)
     for key in ("strategy", "sync_batchnorm", "plugins"):
         probe_cfg.trainer.pop(key, None)

@@ -80,3 +80,18 @@ def test_same_seed_same_losses(ssl_cfg: DictConfig, tmp_path: Path) -> None:
         train_ssl(ssl_cfg)
         losses.append([r["train/loss_step"] for r in _metric_rows(tmp_path / name) if r.get("train/loss_step")])
     assert losses[0] == losses[1] and len(losses[0]) > 0
+
+
+def test_tensorboard_logger_uses_the_same_metric_names(ssl_cfg: DictConfig) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import compose_config
+
+    run = Path(ssl_cfg.paths.output_dir)
+    with open_dict(ssl_cfg):
+        ssl_cfg.logger = compose_config("train_ssl", ["logger=tensorboard"]).logger
+    train_ssl(ssl_cfg)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/loss_epoch", "train/lr", "val/knn_top1", "time/epoch_s"} <= tags

@@ -84,3 +84,42 @@ def test_failed_job_is_reported_and_the_others_finish(cifar_root: Path, tmp_path
     assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
     rows = summarize(sweep)
     assert [r["status"] for r in rows] == ["failed", "completed"]
+
+
+def test_wandb_offline_sweep_writes_one_run_per_job(cifar_root: Path, tmp_path: Path) -> None:
+    """No account, no network: each job of a multirun gets its own finished offline run in one group."""
+    sweep = tmp_path / "sweep"
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    args = [
+        sys.executable,
+        str(REPO / "train_ssl.py"),
+        "-m",
+        *TINY,
+        f"data.root={cifar_root}",
+        "data.batch_size=32",
+        f"hydra.sweep.dir={sweep}",
+        "logger=wandb",
+        "loss.temperature=0.2,0.5",
+        "probe.enabled=true",
+        "probe.epochs=1",
+    ]
+    result = subprocess.run(
+        args, cwd=tmp_path, env={**env_free, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        runs = list((sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(runs) == 1
+        records = runs[0].read_bytes()
+        # The run log is protobuf records: logged keys and the group appear there as plain strings.
+        for key in (
+            b"train/loss_step",
+            b"train/lr",
+            b"val/knn_top1",
+            b"probe/test_top1",
+            b"derived/lr",
+            b"temperature",
+            str(sweep).encode(),
+        ):
+            assert key in records, f"job {job}: {key!r} not logged"
+    assert "wandb sync" in result.stdout + result.stderr  # each run finished and says how to sync it
