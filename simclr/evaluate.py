@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from simclr.checkpoints import ConfigInCheckpoint, load_pretrained_encoder
 from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
+from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, resolved_config
@@ -67,7 +68,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     probe = LinearProbe(encoder, **{k: OmegaConf.to_container(cfg.probe, resolve=True)[k] for k in PROBE_KWARGS})
     config = {**resolved_config(cfg), "source": source}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="probe", save_last=False)
-    trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="probe")])
+    trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="probe"), RunFigures(out)])
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
     trainer.fit(probe, datamodule=datamodule)

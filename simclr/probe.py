@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from simclr.augment import SimCLRAugment
 from simclr.data import NUM_CLASSES
@@ -57,6 +57,8 @@ class LinearProbe(pl.LightningModule):
         self.augment = SimCLRAugment(crop_scale=tuple(crop_scale), jitter_p=0.0, grayscale_p=0.0)
         self.train_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, top_k=1, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, top_k=1, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=NUM_CLASSES)
+        self.confusion: torch.Tensor | None = None  # (10, 10) counts, rows = true class, after testing
         self._cache: dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True) -> LinearProbe:
@@ -105,8 +107,14 @@ class LinearProbe(pl.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         feats, labels = batch
-        self.test_acc(self.classifier(feats), labels)
+        logits = self.classifier(feats)
+        self.test_acc(logits, labels)
+        self.test_confusion.update(logits, labels)
         self.log("test/top1", self.test_acc, on_step=False, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = torch.optim.Adam(self.classifier.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
 from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.evaluate import probe_after_pretraining
+from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 
@@ -49,7 +52,8 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         save_last=True,
     )
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
-    trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="pretrain")])
+    callbacks = [checkpoints, ConfigInCheckpoint(config, kind="pretrain"), RunFigures(out)]
+    trainer = build_trainer(cfg, callbacks)
     log.info("derived values: %s", derived)
     for lg in trainer.loggers:
         lg.log_hyperparams({**config, **derived.as_log_dict()})
@@ -62,6 +66,8 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         for lg in trainer.loggers:
             lg.log_metrics({k: metrics[k] for k in ("probe/test_top1", "probe/train_top1")}, step=trainer.global_step)
             lg.save()
+        confusion = out / "linear" / "final" / "figures" / "probe_confusion_matrix.png"
+        log_image(trainer, "probe/confusion_matrix", np.asarray(Image.open(confusion).convert("RGB")), out)
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
         log.info(

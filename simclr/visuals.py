@@ -61,8 +61,15 @@ def confusion_figure(matrix: torch.Tensor, title: str = "linear probe, test spli
     ax.set_ylabel("true")
     for i in range(10):
         for j in range(10):
-            ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -27,6 +27,8 @@ def test_pretraining_logs_and_checkpoints(ssl_cfg: DictConfig) -> None:
     rows = _metric_rows(run)
     assert any(r.get("train/loss_step") for r in rows) and any(r.get("train/lr") for r in rows)
     assert sum(1 for r in rows if r.get("val/knn_top1")) == 2  # every epoch, as configured
+    for figure in ("views_pairs.png", "embeddings_test_pca.png"):
+        assert (run / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
     epoch_times = [float(r["time/epoch_s"]) for r in rows if r.get("time/epoch_s")]
     assert len(epoch_times) == 2 and all(t > 0 for t in epoch_times)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())

@@ -53,6 +53,7 @@ def test_probe_of_checkpoint_writes_results(
     assert saved["encoder"] == "pretrained" and saved["model"]["arch"] == "resnet_tiny"
     assert saved["ckpt"] == str(ssl_checkpoint.resolve()) and saved["mode"] == "cached"
     assert "linear probe: test top-1" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "probe_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     # The classifier acts on 32-d backbone features of the width-4 encoder, not on the head's output.
     encoder, _ = load_pretrained_encoder(ssl_checkpoint)
     assert encoder.feature_dim == 32

@@ -120,6 +120,10 @@ def test_wandb_offline_sweep_writes_one_run_per_job(cifar_root: Path, tmp_path: 
             b"derived/lr",
             b"temperature",
             str(sweep).encode(),
+            b"views/pairs",
+            b"embeddings/test_pca",
+            b"probe/confusion_matrix",
         ):
             assert key in records, f"job {job}: {key!r} not logged"
+        assert len(list(runs[0].parent.glob("files/media/images/*/*.png"))) == 3
     assert "wandb sync" in result.stdout + result.stderr  # each run finished and says how to sync it
