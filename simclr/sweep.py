@@ -84,17 +84,14 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], path: Path, x: str = "loss.temperature", group: str = "data.batch_size") -> str:
     """Probe (or kNN) top-1 against `x`, one line per value of `group`; returns the metric plotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from simclr.visuals import new_figure
 
     metric = "probe_top1" if any(r["probe_top1"] is not None for r in rows) else "knn_top1"
     lines: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         if r[metric] is not None and x in r["params"]:
             lines.setdefault(r["params"].get(group, "default"), []).append((float(r["params"][x]), 100 * r[metric]))
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = new_figure(figsize=(5, 3.5))
     for label, points in sorted(lines.items(), key=lambda kv: float(kv[0]) if kv[0].isdigit() else 0):
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, marker="o", label=f"{group}={label}")
@@ -105,7 +102,6 @@ def plot(rows: list[dict[str, Any]], path: Path, x: str = "loss.temperature", gr
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return metric
 
 

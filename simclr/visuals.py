@@ -17,13 +17,14 @@ from simclr.augment import SimCLRAugment
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _figure(**kwargs):  # noqa: ANN202 - matplotlib's Figure, imported lazily with the Agg backend
-    import matplotlib
+def new_figure(figsize: tuple[float, float]):  # noqa: ANN202 - (Figure, Axes)
+    """A Figure outside pyplot: no global backend switch, safe in scripts, servers and notebooks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(**kwargs)
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
 
 
 def view_pairs(images: torch.Tensor, augment: SimCLRAugment) -> np.ndarray:
@@ -39,7 +40,7 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, title: str = "te
     x = features.float() - features.float().mean(0)
     _, _, v = torch.pca_lowrank(x, q=2, center=False)
     xy = (x @ v[:, :2]).cpu().numpy()
-    fig, ax = _figure(figsize=(5.5, 4.5))
+    fig, ax = new_figure(figsize=(5.5, 4.5))
     scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
     cbar = fig.colorbar(scatter, ax=ax, ticks=range(10))
     cbar.ax.set_yticklabels(CLASSES)
@@ -53,7 +54,7 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, title: str = "te
 def confusion_figure(matrix: torch.Tensor, title: str = "linear probe, test split"):  # noqa: ANN201
     """A (10, 10) confusion matrix of counts (rows: true class) -> heat map with row-normalised rates."""
     rates = (matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)).cpu().numpy()
-    fig, ax = _figure(figsize=(5.5, 5))
+    fig, ax = new_figure(figsize=(5.5, 5))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(10), CLASSES, rotation=60, ha="right")
     ax.set_yticks(range(10), CLASSES)
