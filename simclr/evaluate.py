@@ -107,7 +107,7 @@ def probe_after_pretraining(cfg: DictConfig, encoder: CifarResNet, run_dir: Path
             "trainer": {"max_epochs": cfg.probe.epochs, "devices": 1, "num_nodes": 1, "callbacks": None},
             "paths": {"output_dir": str(run_dir / "linear" / "final")},
             "logger": {
-                "_target_": "pytorch_lightning.loggers.CSVLogger",
+                "_target_": "simclr.loggers.AppendingCSVLogger",
                 "save_dir": "${paths.output_dir}",
                 "name": "",
                 "version": "",

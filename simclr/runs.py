@@ -10,10 +10,12 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from simclr.errors import ConfigError
 from simclr.optim import scaled_lr
+from simclr.resilience import AtomicCheckpointIO
 
 log = logging.getLogger("simclr")
 
@@ -82,10 +84,17 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
     kwargs = hydra.utils.instantiate(cfg.trainer, _convert_="all")
     callbacks = [*(kwargs.pop("callbacks", None) or []), *callbacks]
+    plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
     try:
-        return pl.Trainer(**kwargs, logger=logger, callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise ConfigError(f"the trainer config is invalid ({e}); see conf/trainer/ for valid settings") from e
+        return pl.Trainer(
+            **kwargs, logger=logger, callbacks=callbacks, plugins=plugins, default_root_dir=cfg.paths.output_dir
+        )
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"the trainer settings are invalid: {first_line}; see conf/trainer/*.yaml for valid values "
+            f"(e.g. trainer=cpu, trainer=gpu, trainer.precision=bf16-mixed)"
+        ) from e
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

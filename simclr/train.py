@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
 from simclr.data import CIFAR10DataModule
@@ -17,6 +19,7 @@ from simclr.errors import ConfigError
 from simclr.evaluate import probe_after_pretraining
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
+from simclr.resilience import DivergenceGuard, RNGStateInCheckpoint, RunInterrupted, resolve_ckpt_path
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 
 
@@ -36,8 +39,10 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
             "probe.enabled=true probes on one device, but this run uses "
             f"{derived.world_size} processes; probe afterwards with train_linear.py ckpt=<run>/checkpoints/last.ckpt"
         )
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path, expect="pretrain")  # fails early with a clear message
+    out = Path(cfg.paths.output_dir)
+    resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)
+    if resume is not None:
+        read_checkpoint(resume, expect="pretrain")  # fails early, before anything is written
     out = output_dir(cfg)
     datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch})
     module = build_module(cfg, derived.lr)
@@ -50,14 +55,27 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         monitor="epoch" if cfg.checkpoint.keep > 0 else None,
         mode="max",
         save_last=True,
+        save_on_train_epoch_end=True,  # every epoch, whether or not the kNN monitor ran
     )
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
-    callbacks = [checkpoints, ConfigInCheckpoint(config, kind="pretrain"), RunFigures(out)]
+    callbacks = [
+        checkpoints,
+        ConfigInCheckpoint(config, kind="pretrain"),
+        RNGStateInCheckpoint(),
+        DivergenceGuard(cfg.divergence.check_every_n_steps),
+        RunFigures(out),
+    ]
     trainer = build_trainer(cfg, callbacks)
     log.info("derived values: %s", derived)
     for lg in trainer.loggers:
         lg.log_hyperparams({**config, **derived.as_log_dict()})
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except SIGTERMException as e:
+        raise RunInterrupted(
+            f"stopped by SIGTERM at step {trainer.global_step}; {out / 'checkpoints' / 'last.ckpt'} holds the last "
+            f"completed epoch: resume with ckpt_path=last hydra.run.dir={out}"
+        ) from e
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["pretrain_wall_s"] = time.perf_counter() - start
     if cfg.probe.enabled:

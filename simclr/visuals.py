@@ -27,9 +27,13 @@ def new_figure(figsize: tuple[float, float]):  # noqa: ANN202 - (Figure, Axes)
     return fig, fig.subplots()
 
 
-def view_pairs(images: torch.Tensor, augment: SimCLRAugment) -> np.ndarray:
-    """uint8 images (n, 3, H, W) -> uint8 HWC grid: each column is an image over its two views."""
-    v1, v2 = augment(images), augment(images)
+def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0) -> np.ndarray:
+    """uint8 images (n, 3, H, W) -> uint8 HWC grid: each column is an image over its two views.
+
+    Draws from its own generator, so that showing views never shifts the training run's random stream.
+    """
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    v1, v2 = augment(images, gen), augment(images, gen)
     unnorm = lambda v: (v * augment.std + augment.mean).clamp(0, 1)  # noqa: E731
     grid = make_grid(torch.cat([images.float() / 255, unnorm(v1), unnorm(v2)]), nrow=len(images), padding=2)
     return (grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
@@ -38,8 +42,9 @@ def view_pairs(images: torch.Tensor, augment: SimCLRAugment) -> np.ndarray:
 def embedding_map(features: torch.Tensor, labels: torch.Tensor, title: str = "test embeddings (PCA)"):  # noqa: ANN201
     """Features (N, D) projected on their first two principal components, coloured by class."""
     x = features.float() - features.float().mean(0)
-    _, _, v = torch.pca_lowrank(x, q=2, center=False)
-    xy = (x @ v[:, :2]).cpu().numpy()
+    # Exact PCA from the D x D covariance: deterministic, and no draw from the global RNG.
+    _, vectors = torch.linalg.eigh(x.T.double() @ x.double())
+    xy = (x.double() @ vectors[:, -2:].flip(1)).cpu().numpy()
     fig, ax = new_figure(figsize=(5.5, 4.5))
     scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
     cbar = fig.colorbar(scatter, ax=ax, ticks=range(10))

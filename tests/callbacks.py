@@ -34,3 +34,31 @@ class RecordBatches(pl.Callback):
         }
         torch.save(record, self.out_dir / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
         self.indices, self.loss_dtypes = [], set()
+
+
+class SlowDown(pl.Callback):
+    """Sleeps after each training batch, so that a test can signal a run in the middle of an epoch."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        import time
+
+        time.sleep(self.seconds)
+
+
+class PoisonWeights(pl.Callback):
+    """Sets the first parameter tensor to NaN before optimizer step `step`: a forced divergence."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).mul_(float("nan"))

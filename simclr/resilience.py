@@ -1,0 +1,143 @@
+"""What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard,
+and finding the checkpoint to resume from."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+
+from simclr.errors import CheckpointError, SimCLRError
+
+RNG_KEY = "simclr_rng"
+
+
+class DivergenceError(SimCLRError):
+    """Training produced a non-finite loss or non-finite weights."""
+
+
+class RunInterrupted(SimCLRError):
+    """The run was stopped by a signal; its last checkpoint is intact."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, fsyncs it, then renames it.
+
+    A process killed during the write leaves the previous file intact: os.replace is atomic on POSIX.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class RNGStateInCheckpoint(pl.Callback):
+    """Saves the torch (CPU and CUDA) and Python RNG states and restores them on resume.
+
+    Augmentation and shuffling draw from these generators, so a run resumed from an epoch-end
+    checkpoint sees the same crops and batches as one that was never interrupted.
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint[RNG_KEY] = state
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        state = checkpoint.get(RNG_KEY)
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate(_as_tuples(state["python"]))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training at the first non-finite loss, and never lets non-finite weights be checkpointed.
+
+    The loss is checked every `every_n_steps` optimizer steps (a check waits for the GPU, so it is not
+    done on every step by default); the weights are checked before every checkpoint is written, so
+    the last good checkpoint is never overwritten by a diverged state.
+    """
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"divergence.check_every_n_steps={every_n_steps} must be >= 1")
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            loss = float(outputs["loss"])
+            if not math.isfinite(loss):
+                raise DivergenceError(self._message(trainer, pl_module, f"the loss is {loss}"))
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        bad = [name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise DivergenceError(self._message(trainer, pl_module, f"parameter {bad[0]} is not finite"))
+
+    @staticmethod
+    def _message(trainer: pl.Trainer, pl_module: pl.LightningModule, what: str) -> str:
+        hp = pl_module.hparams
+        temperature = hp.get("loss", {}).get("temperature")
+        last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
+        kept = f"the last good checkpoint, {last}, is kept" if last and last.exists() else "no checkpoint was written"
+        return (
+            f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch}): {what}; {kept}. "
+            f"Likely causes: a learning rate too high (lr used {hp.get('lr')}: lower optimizer.lr or raise "
+            f"scheduler.warmup_epochs), a temperature too low (loss.temperature={temperature}),"
+            f" or fp16 overflow (trainer.precision={trainer.precision}: try bf16-mixed or 32-true)"
+        )
+
+
+def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from.
+
+    `last`: this run directory's checkpoints/last.ckpt (rerun with the same hydra.run.dir);
+    a run directory: its checkpoints/last.ckpt, else its newest checkpoint; a file: itself.
+    """
+    if not value:
+        return None
+    if value == "last":
+        candidate = output_dir / "checkpoints" / "last.ckpt"
+        if not candidate.is_file():
+            raise CheckpointError(
+                f"ckpt_path=last: no {candidate}; rerun with the interrupted run's directory "
+                f"(hydra.run.dir=runs/ssl/<date>/<time>) or pass ckpt_path=<run dir or .ckpt file>"
+            )
+        return candidate
+    path = Path(value)
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        if (folder / "last.ckpt").is_file():
+            return folder / "last.ckpt"
+        found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise CheckpointError(
+                f"ckpt_path={value}: no .ckpt file in {folder}; pass a run directory with checkpoints"
+            )
+        return found[-1]
+    return path
