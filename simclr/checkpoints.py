@@ -76,11 +76,17 @@ def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, An
     encoder = build_encoder(**config["model"])
     prefix = "encoder."
     weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    try:
-        encoder.load_state_dict(weights)
-    except RuntimeError as e:
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    misshapen = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
+    if missing or unexpected or misshapen:
+        first = (missing or unexpected or misshapen)[0]
         raise CheckpointError(
             f"the encoder weights in {path} do not match the architecture its config names "
-            f"(model.arch={config['model'].get('arch')}, width={config['model'].get('width')}): {e}"
-        ) from e
+            f"(model.arch={config['model'].get('arch')}, width={config['model'].get('width')}): "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(misshapen)} of another shape "
+            f"(first: {first}); the checkpoint was edited or written by other code: pass an unmodified one"
+        )
+    encoder.load_state_dict(weights)
     return encoder, config

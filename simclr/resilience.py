@@ -141,3 +141,17 @@ def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
             )
         return found[-1]
     return path
+
+
+def refuse_foreign_run_dir(output_dir: Path, resume: Path | None) -> None:
+    """Stops a new run from writing over the checkpoints of an earlier run in the same directory.
+
+    Continuing in place is allowed: `ckpt_path=last` (or any checkpoint), and the SLURM requeue,
+    which Lightning resumes from the hpc_ckpt_*.ckpt it wrote in the run directory.
+    """
+    existing = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if existing and resume is None and not list(output_dir.glob("hpc_ckpt_*.ckpt")):
+        raise CheckpointError(
+            f"{output_dir} already holds checkpoints of another run ({existing[-1].name}); pass ckpt_path=last "
+            f"to continue that run, or choose a new hydra.run.dir (the default is a fresh timestamped one)"
+        )

@@ -19,7 +19,13 @@ from simclr.errors import ConfigError
 from simclr.evaluate import probe_after_pretraining
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
-from simclr.resilience import DivergenceGuard, RNGStateInCheckpoint, RunInterrupted, resolve_ckpt_path
+from simclr.resilience import (
+    DivergenceGuard,
+    RNGStateInCheckpoint,
+    RunInterrupted,
+    refuse_foreign_run_dir,
+    resolve_ckpt_path,
+)
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 
 
@@ -43,6 +49,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)
     if resume is not None:
         read_checkpoint(resume, expect="pretrain")  # fails early, before anything is written
+    refuse_foreign_run_dir(out, resume)
     out = output_dir(cfg)
     datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch})
     module = build_module(cfg, derived.lr)

@@ -156,3 +156,12 @@ def test_periodic_checkpoints_are_bounded(ssl_cfg: DictConfig) -> None:
     train_ssl(ssl_cfg)
     names = sorted(p.name for p in (Path(ssl_cfg.paths.output_dir) / "checkpoints").iterdir())
     assert names == ["epoch0002.ckpt", "epoch0003.ckpt", "last.ckpt"]
+
+
+def test_a_new_run_never_writes_over_another_runs_checkpoints(ssl_cfg: DictConfig) -> None:
+    train_ssl(ssl_cfg)
+    run = Path(ssl_cfg.paths.output_dir)
+    before = {p.name: _sha(p) for p in (run / "checkpoints").iterdir()}
+    with pytest.raises(CheckpointError, match="already holds checkpoints of another run.*ckpt_path=last"):
+        train_ssl(ssl_cfg)
+    assert {p.name: _sha(p) for p in (run / "checkpoints").iterdir()} == before
