@@ -11,6 +11,8 @@ mkdir -p "$OUT" "$RUNS"  # run dirs (checkpoints) in $RUNS; logs and small resul
 python3 -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, '| lightning', pl.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 [ -d data/cifar-10-batches-py ] || python3 .devdata/build_cifar10.py data --jpeg
+# Throughput: the project's step against per-image torchvision transforms in 15 workers.
+python3 benchmarks/throughput.py --workers 15 --out "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.log" | grep -vi warn
 QUIET="trainer.enable_progress_bar=false data.download=false ${EXTRA:-}"
 
 python3 train_ssl.py experiment=resnet18_sgd trainer.max_epochs="$EPOCHS" scheduler.warmup_epochs=1 \

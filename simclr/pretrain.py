@@ -48,6 +48,10 @@ class SimCLRModule(pl.LightningModule):
         self.criterion = NTXentLoss(**loss)
         self.memory_format = torch.channels_last if model.get("channels_last", True) else torch.contiguous_format
         self.to(memory_format=self.memory_format)
+        if model.get("compile", False):
+            # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the plain nets.
+            self.encoder.compile()
+            self.head.compile()
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
