@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from simclr.augment import SimCLRAugment
 from simclr.data import NUM_CLASSES
+from simclr.errors import ConfigError
 
 MODES = ("cached", "augmented")
 
@@ -45,8 +46,6 @@ class LinearProbe(pl.LightningModule):
     ) -> None:
         super().__init__()
         if mode not in MODES:
-            from simclr.errors import ConfigError
-
             raise ConfigError(f"probe.mode={mode!r} is not known; choose one of {list(MODES)}")
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = encoder.requires_grad_(False).eval()

@@ -53,20 +53,9 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     out = output_dir(cfg)
     datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch})
     module = build_module(cfg, derived.lr)
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename="epoch{epoch:04d}",
-        auto_insert_metric_name=False,
-        every_n_epochs=cfg.checkpoint.every_n_epochs,
-        save_top_k=cfg.checkpoint.keep,
-        monitor="epoch" if cfg.checkpoint.keep > 0 else None,
-        mode="max",
-        save_last=True,
-        save_on_train_epoch_end=True,  # every epoch, whether or not the kNN monitor ran
-    )
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
     callbacks = [
-        checkpoints,
+        checkpoint_callback(cfg, out),
         ConfigInCheckpoint(config, kind="pretrain"),
         RNGStateInCheckpoint(),
         DivergenceGuard(cfg.divergence.check_every_n_steps),
@@ -86,19 +75,40 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["pretrain_wall_s"] = time.perf_counter() - start
     if cfg.probe.enabled:
-        probe = probe_after_pretraining(cfg, module.encoder, out, out / "checkpoints" / "last.ckpt")
-        metrics.update({"probe/test_top1": probe["test_top1"], "probe/train_top1": probe["train_top1"]})
-        for lg in trainer.loggers:
-            lg.log_metrics({k: metrics[k] for k in ("probe/test_top1", "probe/train_top1")}, step=trainer.global_step)
-            lg.save()
-        confusion = out / "linear" / "final" / "figures" / "probe_confusion_matrix.png"
-        log_image(trainer, "probe/confusion_matrix", np.asarray(Image.open(confusion).convert("RGB")), out)
+        metrics.update(probe_and_log(cfg, module, trainer, out))
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
         log.info(
             "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
         )
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    return metrics
+
+
+def checkpoint_callback(cfg: DictConfig, out: Path) -> ModelCheckpoint:
+    """last.ckpt after every epoch; epochNNNN.ckpt every `checkpoint.every_n_epochs`, the newest `keep` kept."""
+    return ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="epoch{epoch:04d}",
+        auto_insert_metric_name=False,
+        every_n_epochs=cfg.checkpoint.every_n_epochs,
+        save_top_k=cfg.checkpoint.keep,
+        monitor="epoch" if cfg.checkpoint.keep > 0 else None,
+        mode="max",
+        save_last=True,
+        save_on_train_epoch_end=True,  # every epoch, whether or not the kNN monitor ran
+    )
+
+
+def probe_and_log(cfg: DictConfig, module: SimCLRModule, trainer: pl.Trainer, out: Path) -> dict[str, float]:
+    """Probes the final encoder and sends its accuracy and confusion matrix to the run's loggers."""
+    probe = probe_after_pretraining(cfg, module.encoder, out, out / "checkpoints" / "last.ckpt")
+    metrics = {"probe/test_top1": probe["test_top1"], "probe/train_top1": probe["train_top1"]}
+    for lg in trainer.loggers:
+        lg.log_metrics(metrics, step=trainer.global_step)
+        lg.save()
+    confusion = out / "linear" / "final" / "figures" / "probe_confusion_matrix.png"
+    log_image(trainer, "probe/confusion_matrix", np.asarray(Image.open(confusion).convert("RGB")), out)
     return metrics
 
 
