@@ -165,3 +165,26 @@ def test_a_new_run_never_writes_over_another_runs_checkpoints(ssl_cfg: DictConfi
     with pytest.raises(CheckpointError, match="already holds checkpoints of another run.*ckpt_path=last"):
         train_ssl(ssl_cfg)
     assert {p.name: _sha(p) for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_concurrent_runs_get_their_own_directories(cifar_root: Path, tmp_path: Path) -> None:
+    """Two runs started together with the default run directory never share it."""
+    args = [
+        sys.executable,
+        str(REPO / "train_ssl.py"),
+        *TINY_SSL,
+        f"data.root={cifar_root}",
+        "data.download=false",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=100",
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    runs = sorted(tmp_path.glob("runs/ssl/*/*"))
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "status.json").is_file()
