@@ -54,7 +54,9 @@ class RunFigures(pl.Callback):
         images = test.images[: self.map_points].to(pl_module.device)
         feats = torch.cat([pl_module(pl_module.augment.normalize(b)) for b in images.split(500)])
         pl_module.train(was_training)
-        fig = embedding_map(feats, test.labels[: len(feats)], f"test embeddings (PCA), epoch {trainer.current_epoch}")
+        fig = embedding_map(
+            feats, test.labels[: len(feats)], f"test embeddings (PCA) after {trainer.current_epoch} epochs"
+        )
         log_image(trainer, "embeddings/test_pca", figure_to_array(fig), self.out_dir)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

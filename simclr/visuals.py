@@ -27,8 +27,10 @@ def new_figure(figsize: tuple[float, float]):  # noqa: ANN202 - (Figure, Axes)
     return fig, fig.subplots()
 
 
-def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0) -> np.ndarray:
+def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0, zoom: int = 3) -> np.ndarray:
     """uint8 images (n, 3, H, W) -> uint8 HWC grid: each column is an image over its two views.
+
+    Pixels are repeated `zoom` times each way, so that 32 x 32 images can be seen on a dashboard.
 
     Draws from its own generator, so that showing views never shifts the training run's random stream.
     """
@@ -36,7 +38,8 @@ def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0) -> n
     v1, v2 = augment(images, gen), augment(images, gen)
     unnorm = lambda v: (v * augment.std + augment.mean).clamp(0, 1)  # noqa: E731
     grid = make_grid(torch.cat([images.float() / 255, unnorm(v1), unnorm(v2)]), nrow=len(images), padding=2)
-    return (grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+    grid = grid.repeat_interleave(zoom, dim=1).repeat_interleave(zoom, dim=2)
+    return (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def embedding_map(features: torch.Tensor, labels: torch.Tensor, title: str = "test embeddings (PCA)"):  # noqa: ANN201
