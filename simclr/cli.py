@@ -9,6 +9,7 @@ and logged, and the sweep goes on with the next job.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -33,6 +34,8 @@ def _overrides() -> list[str]:
 
 
 def write_status(out: Path, status: str, wall_s: float, error: str | None = None) -> None:
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
+        return  # under torchrun, SLURM or Lightning's DDP launcher only the first process reports
     out.mkdir(parents=True, exist_ok=True)
     record = {"status": status, "error": error, "overrides": _overrides(), "wall_s": wall_s}
     (out / "status.json").write_text(json.dumps(record, indent=2) + "\n")
