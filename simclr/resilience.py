@@ -117,10 +117,14 @@ def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
     """The checkpoint to resume from.
 
     `last`: this run directory's checkpoints/last.ckpt (rerun with the same hydra.run.dir);
+    `auto`: the same if it exists, else None (a fresh start): what a requeued cluster job needs;
     a run directory: its checkpoints/last.ckpt, else its newest checkpoint; a file: itself.
     """
     if not value:
         return None
+    if value == "auto":
+        candidate = output_dir / "checkpoints" / "last.ckpt"
+        return candidate if candidate.is_file() else None
     if value == "last":
         candidate = output_dir / "checkpoints" / "last.ckpt"
         if not candidate.is_file():

@@ -152,6 +152,7 @@ def test_slurm_multinode_config_resolves() -> None:
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert launcher.partition == "gpu"
+    assert cfg.ckpt_path == "auto"  # a requeued job continues from its own last.ckpt
     assert (cfg.trainer.strategy, cfg.trainer.sync_batchnorm, cfg.trainer.num_nodes) == ("ddp", True, 2)
     derived = derive_run_values(cfg)
     assert (derived.world_size, derived.per_device_batch) == (8, 64)

@@ -103,6 +103,8 @@ def test_resume_target_resolution(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="ckpt_path=last: no .*hydra.run.dir"):
         resolve_ckpt_path("last", tmp_path / "elsewhere")
     assert resolve_ckpt_path(None, tmp_path) is None
+    assert resolve_ckpt_path("auto", tmp_path / "run") == ckpts / "last.ckpt"
+    assert resolve_ckpt_path("auto", tmp_path / "fresh") is None
 
 
 def _sha(path: Path) -> str:
