@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from simclr.errors import CheckpointError
+from simclr.errors import CheckpointError, first_line
 from simclr.nets import CifarResNet, build_encoder
 
 KIND_KEY = "simclr_kind"
@@ -43,9 +43,8 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load fails in many ways on foreign bytes (EOFError, KeyError, ...)
-        first_line = (str(e).strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line}); "
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line(e)}); "
             f"pass a .ckpt file written by train_ssl.py"
         ) from e
     kind = ckpt.get(KIND_KEY) if isinstance(ckpt, dict) else None

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from simclr.errors import ConfigError
+from simclr.errors import ConfigError, first_line
 from simclr.optim import scaled_lr
 from simclr.resilience import AtomicCheckpointIO
 
@@ -90,9 +90,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
             **kwargs, logger=logger, callbacks=callbacks, plugins=plugins, default_root_dir=cfg.paths.output_dir
         )
     except (ValueError, TypeError, RuntimeError, MisconfigurationException) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"the trainer settings are invalid: {first_line}; see conf/trainer/*.yaml for valid values "
+            f"the trainer settings are invalid: {first_line(e)}; see conf/trainer/*.yaml for valid values "
             f"(e.g. trainer=cpu, trainer=gpu, trainer.precision=bf16-mixed)"
         ) from e
 
