@@ -1,8 +1,10 @@
 """CIFAR-10 as uint8 tensors in memory, and the LightningDataModule both training scripts share.
 
-Batches are (images uint8 (B, 3, 32, 32), labels int64 (B,), indices int64 (B,)). They are cut from the
-in-memory tensors with one indexing operation per batch (the dataset implements `__getitems__`), so
-the loader does no per-image Python work; augmentation happens on the device, in the LightningModule.
+Batches are (images uint8 (B, 3, 32, 32), labels int64 (B,), indices int64 (B,)). Training batches are
+cut on the training device from a copy of the split held there (`DeviceBatches`); evaluation batches are
+cut from the in-memory tensors with one indexing operation per batch (the dataset implements
+`__getitems__`). Neither does per-image Python work; augmentation happens on the device, in the
+LightningModule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from simclr.device_batches import DeviceBatches
 from simclr.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
@@ -109,8 +112,10 @@ def _keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 class CIFAR10DataModule(pl.LightningDataModule):
     """CIFAR-10 train and test splits as uint8 tensors (50,000 and 10,000 images, 150 MB together).
 
-    `batch_size` is the number of images per step on one device; the training loader drops the last
-    incomplete batch (SimCLR's loss depends on the batch size). Evaluation loaders use `eval_batch_size`.
+    `batch_size` is the number of images per step on one device. Training batches come from
+    `DeviceBatches`: the split is copied once to the Trainer's device, shuffled there each epoch from
+    `seed` and the epoch, sharded over processes, and the last incomplete batch is dropped (SimCLR's
+    loss depends on the batch size). Evaluation loaders use `eval_batch_size`.
     `val_dataloader` yields two loaders, the unshuffled train split then the test split, which is what
     a kNN monitor needs (train features as the memory bank, test features as queries).
     """
@@ -123,6 +128,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         eval_batch_size: int = 1024,
         num_workers: int = 0,
         pin_memory: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -130,7 +136,10 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.root, self.download = str(root), bool(download)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.seed = int(seed)
         self.train_set: TensorBatches | None = None
+        self._train_batches: DeviceBatches | None = None
+        self._train_batches_key: tuple | None = None
         self.test_set: TensorBatches | None = None
 
     def prepare_data(self) -> None:
@@ -159,8 +168,28 @@ class CIFAR10DataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
+    def train_dataloader(self) -> DeviceBatches:
+        """Shuffled batches of this process's shard, on the Trainer's device (the CPU without a Trainer).
+
+        The split is copied to the device once; the same loader is returned while the Trainer,
+        device, rank and world size stay, so without a Trainer each pass over it is the next epoch.
+        """
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        key = (id(trainer), device, rank, world)
+        if self._train_batches is None or self._train_batches_key != key:
+            self._train_batches_key = key
+            self._train_batches = DeviceBatches(
+                self.train_set.images.to(device),
+                self.train_set.labels.to(device),
+                batch_size=self.batch_size,
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
+            )
+        return self._train_batches
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self.train_eval_dataloader(), self.test_dataloader()]

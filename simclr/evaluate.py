@@ -64,7 +64,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     """
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = CIFAR10DataModule(**cfg.data)
+    datamodule = CIFAR10DataModule(**cfg.data, seed=cfg.seed)
     probe = LinearProbe(encoder, **{k: OmegaConf.to_container(cfg.probe, resolve=True)[k] for k in PROBE_KWARGS})
     config = {**resolved_config(cfg), "source": source}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="probe", save_last=False)

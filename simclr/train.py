@@ -51,7 +51,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         read_checkpoint(resume, expect="pretrain")  # fails early, before anything is written
     refuse_foreign_run_dir(out, resume)
     out = output_dir(cfg)
-    datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch})
+    datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch}, seed=cfg.seed)
     module = build_module(cfg, derived.lr)
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
     callbacks = [
