@@ -3,12 +3,32 @@
 The input is a uint8 batch (B, 3, H, W) already on the module's device; the output is a float32
 normalised batch of the same shape. Every random quantity is drawn per sample, so a batch of B images
 gets B different crops, flips, jitters, and so on, as torchvision's per-image transforms would give.
-Crop and flip together are one `grid_sample` call; the colour operations are vectorised over the batch.
+
+On a GPU a 32 x 32 batch is so small that the number of kernels launched sets the time, and any op whose
+result the host must read stalls the CPU. So the view is built from whole-batch ops only, with no
+data-dependent indexing or Python branching:
+
+* crop and flip are one `grid_sample`, its affine maps built in one `stack`;
+* colour jitter is computed for every sample and kept, with `torch.where`, where `jitter` was drawn;
+* the per-sample random order of brightness, contrast, saturation and hue runs on a fixed schedule of
+  seven slots, blend x3, hue, blend x3. A sample's ops that come before its hue go in the blend slots
+  just before the hue slot, those after it in the slots just after; each blend slot computes
+  clamp(lerp(other, x, f)) with a per-sample factor f and other = 0 (brightness), the mean luma
+  (contrast) or the luma image (saturation), and a slot a sample does not use gets f = 1, which
+  leaves it exactly unchanged. The slot table is one `scatter` of the inverse permutation;
+* hue is one branchless HSV rotation, out_c = v - delta * clamp(min(k_c, 4 - k_c), 0, 1);
+* normalisation is one `addcmul` with precomputed 1/std and -mean/std.
+
+One view of a batch, whatever its size, dispatches 120 ops (46 of them drawing the parameters), none of
+them synchronising; 129 with blur. The version this replaced, which picked the jittered samples out with
+`nonzero` and built the HSV sector table on every call, took 474 ops (488 with blur) and 5 synchronising
+ones (`simclr.profiling.count_ops`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +40,16 @@ from simclr.errors import ConfigError
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma (torchvision rounds red to 0.2989)
+# Offsets n_c of the branchless HSV -> RGB map for (r, g, b): k_c = (n_c + 6 h) mod 6.
+_HUE_OFFSETS = (5.0, 3.0, 1.0)
+# The jitter schedule: three blend slots, the hue slot, three blend slots.
+_HUE_SLOT = 3
+_SLOTS = 7
+# The chroma is floored at this where it divides, so a gray pixel (chroma 0) gets a finite, unused hue.
+_TINY = 1e-12
+# The rows of the stacked per-sample draws, in the order they are drawn: after the crops, and with the
+# jitter order drawn between hue and grayscale.
+_DRAWS = ("flip", "jitter", "brightness", "contrast", "saturation", "hue", "grayscale", "blur", "sigma")
 
 
 @dataclass
@@ -46,14 +76,6 @@ class AugmentParams:
     sigma: torch.Tensor
 
 
-def _uniform(lo: float, hi: float, n: int, device: torch.device, gen: torch.Generator | None) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, device=device, generator=gen)
-
-
-def _bernoulli(p: float, n: int, device: torch.device, gen: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(n, device=device, generator=gen) < p
-
-
 def _check_range(name: str, value: tuple[float, float], lo: float, hi: float) -> tuple[float, float]:
     a, b = float(value[0]), float(value[1])
     if not (lo <= a <= b <= hi):
@@ -65,6 +87,16 @@ def _check_probability(name: str, p: float) -> float:
     if not 0.0 <= p <= 1.0:
         raise ConfigError(f"augmentation.{name}={p} is a probability and must lie in [0, 1]")
     return float(p)
+
+
+def _column(values: list[float] | tuple[float, ...], *shape: int) -> torch.Tensor:
+    """A float32 constant for a buffer; each value is rounded once from its Python (double) value."""
+    return torch.tensor(values, dtype=torch.float32).view(*shape)
+
+
+def _pair(a: float, b: float, device: torch.device) -> torch.Tensor:
+    """(2,) float32 [a, b] made on the device without a host-to-device copy (linspace ends are exact)."""
+    return torch.linspace(a, b, 2, device=device)
 
 
 class SimCLRAugment(nn.Module):
@@ -114,27 +146,80 @@ class SimCLRAugment(nn.Module):
         if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
             raise ConfigError(f"augmentation.blur_kernel_size={blur_kernel_size} must be odd and positive")
         self.blur_kernel_size = blur_kernel_size
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        buffer = lambda name, value: self.register_buffer(name, value, persistent=False)  # noqa: E731
+        buffer("mean", _column(mean, 1, 3, 1, 1))
+        buffer("std", _column(std, 1, 3, 1, 1))
+        buffer("_norm_scale", 1.0 / self.std)
+        buffer("_norm_shift", -self.mean / self.std)
+        self._register_step_constants(self.mean.device)
+
+    def _register_step_constants(self, device: torch.device) -> None:
+        """The constants of the step, as non-persistent float32 buffers on `device`.
+
+        Buffers follow `.to(device)` and stay out of checkpoints, and the step never builds a tensor
+        from host data. mean, std and the normalisation follow the module's dtype, as they always
+        have; these are rebuilt exactly after any cast, so the draws and the colour ops stay float32.
+        """
+
+        def buffer(name: str, values: list[float] | tuple[float, ...], *shape: int) -> None:
+            self.register_buffer(name, _column(values, *shape).to(device), persistent=False)
+
+        buffer("_luma_weights", _GRAY_WEIGHTS, 1, 3, 1, 1)
+        buffer("_hue_offsets", _HUE_OFFSETS, 1, 3, 1, 1)
+        # Uniform draws become lo + span * u, Bernoulli draws u < p, row by row as in _DRAWS; the
+        # span is taken in double before rounding, as `lo + (hi - lo) * u` with Python floats was.
+        b, c, s, h = self.brightness, self.contrast, self.saturation, self.hue
+        ranges = {
+            "brightness": (max(0.0, 1 - b), 1 + b),
+            "contrast": (max(0.0, 1 - c), 1 + c),
+            "saturation": (max(0.0, 1 - s), 1 + s),
+            "hue": (-h, h),
+            "sigma": self.blur_sigma,
+        }
+        probs = {"flip": self.flip_p, "jitter": self.jitter_p, "grayscale": self.grayscale_p, "blur": self.blur_p}
+        lo_hi = [ranges.get(k, (0.0, 1.0)) for k in _DRAWS]
+        buffer("_draw_lo", [lo for lo, _ in lo_hi], -1, 1)
+        buffer("_draw_span", [hi - lo for lo, hi in lo_hi], -1, 1)
+        buffer("_draw_p", [probs.get(k, 0.0) for k in _DRAWS], -1, 1)
+        log_r = (math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]))
+        buffer("_crop_lo", [self.crop_scale[0], log_r[0]], 2, 1, 1)
+        buffer("_crop_span", [self.crop_scale[1] - self.crop_scale[0], log_r[1] - log_r[0]], 2, 1, 1)
+        # Jitter schedule: whether a blend uses the luma and whether it takes its mean, for brightness,
+        # contrast and saturation; and a slot's (factor, 0, 0) filling the slots a sample leaves unused,
+        # factor 1 being the identity.
+        buffer("_blend_kind", [0.0, 0.0, 1.0, 1.0, 1.0, 0.0], 1, 3, 2)
+        buffer("_idle_slot", [1.0, 0.0, 0.0] * _SLOTS, 1, _SLOTS, 3)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> SimCLRAugment:
+        """`.to()`, `.cuda()`, `.half()`, ...: moves every buffer, then rebuilds the step's constants
+        in float32 on the new device (a cast would otherwise round them, or break `scatter`)."""
+        super()._apply(fn, recurse)
+        self._register_step_constants(self.mean.device)
+        return self
 
     # ---- parameters -------------------------------------------------------------------------
     def sample_params(
         self, batch: int, height: int, width: int, device: torch.device, gen: torch.Generator | None = None
     ) -> AugmentParams:
-        """Draws one set of parameters per sample (see `AugmentParams` for shapes and units)."""
-        b, c, s = self.brightness, self.contrast, self.saturation
+        """Draws one set of parameters per sample (see `AugmentParams` for shapes and units).
+
+        The draws are those of one `torch.rand` call per quantity, in a fixed order (crops, then the
+        rows of `_DRAWS` with the jitter order after hue), so a seeded generator gives a fixed stream;
+        their scaling and thresholds are applied to all rows at once.
+        """
+        crop = self._sample_crops(batch, height, width, device, gen)
+        rand = lambda *shape: torch.rand(*shape, device=device, generator=gen)  # noqa: E731
+        u = [rand(batch) for _ in _DRAWS[:6]]
+        jitter_order = rand(batch, 4).argsort(dim=1)
+        u = torch.stack(u + [rand(batch) for _ in _DRAWS[6:]])  # (len(_DRAWS), B)
+        values = u * self._draw_span.to(device) + self._draw_lo.to(device)
+        flags = u < self._draw_p.to(device)
+        row = {name: i for i, name in enumerate(_DRAWS)}
         return AugmentParams(
-            crop=self._sample_crops(batch, height, width, device, gen),
-            flip=_bernoulli(self.flip_p, batch, device, gen),
-            jitter=_bernoulli(self.jitter_p, batch, device, gen),
-            brightness=_uniform(max(0.0, 1 - b), 1 + b, batch, device, gen),
-            contrast=_uniform(max(0.0, 1 - c), 1 + c, batch, device, gen),
-            saturation=_uniform(max(0.0, 1 - s), 1 + s, batch, device, gen),
-            hue=_uniform(-self.hue, self.hue, batch, device, gen),
-            jitter_order=torch.rand(batch, 4, device=device, generator=gen).argsort(dim=1),
-            grayscale=_bernoulli(self.grayscale_p, batch, device, gen),
-            blur=_bernoulli(self.blur_p, batch, device, gen),
-            sigma=_uniform(*self.blur_sigma, batch, device, gen),
+            crop=crop,
+            jitter_order=jitter_order,
+            **{k: flags[row[k]] for k in ("flip", "jitter", "grayscale", "blur")},
+            **{k: values[row[k]] for k in ("brightness", "contrast", "saturation", "hue", "sigma")},
         )
 
     def _sample_crops(
@@ -143,27 +228,29 @@ class SimCLRAugment(nn.Module):
         """torchvision's RandomResizedCrop.get_params, vectorised: (B, 4) boxes (x0, y0, w, h) in pixels.
 
         Each sample takes the first of `tries` draws whose box fits the image; a sample with none falls
-        back to the central crop clamped to the ratio range, exactly as torchvision does.
+        back to the central crop clamped to the ratio range, exactly as torchvision does. Widths and
+        heights are handled as one (2, ...) tensor against the image size (W, H).
         """
-        area = height * width
-        scale = _uniform(*self.crop_scale, batch * tries, device, gen).view(batch, tries)
-        log_r = _uniform(math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), batch * tries, device, gen)
-        ratio = torch.exp(log_r).view(batch, tries)
-        w = torch.round(torch.sqrt(area * scale * ratio))
-        h = torch.round(torch.sqrt(area * scale / ratio))
-        ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
-        first = torch.where(ok.any(1), ok.float().argmax(1), torch.full_like(ok[:, 0], -1, dtype=torch.long))
+        rand = lambda n: torch.rand(n, device=device, generator=gen)  # noqa: E731
+        u = torch.stack([rand(batch * tries), rand(batch * tries)]).view(2, batch, tries)
+        scale, log_ratio = (u * self._crop_span.to(device) + self._crop_lo.to(device)).unbind(0)
+        ratio = torch.exp(log_ratio)
+        area = height * width * scale
+        wh = torch.stack([area * ratio, area / ratio]).sqrt().round()  # (2, B, tries)
+        size = _pair(width, height, device).view(2, 1, 1)
+        ok = ((wh > 0) & (wh <= size)).all(0)
+        found = ok.any(1)
+        first = ok.view(torch.uint8).argmax(1, keepdim=True)  # the first fitting try (argmax takes the first)
+        wh = wh.gather(2, first.expand(2, batch, 1)).squeeze(2)  # (2, B)
         w_fb, h_fb = self._fallback_size(height, width)
-        pick = first.clamp(min=0).unsqueeze(1)
-        w = torch.where(first >= 0, w.gather(1, pick).squeeze(1), torch.full_like(w[:, 0], w_fb))
-        h = torch.where(first >= 0, h.gather(1, pick).squeeze(1), torch.full_like(h[:, 0], h_fb))
-        # Integer offsets uniform in [0, W - w], as torch.randint(0, W - w + 1) in torchvision.
-        x0 = torch.floor(torch.rand(batch, device=device, generator=gen) * (width - w + 1))
-        y0 = torch.floor(torch.rand(batch, device=device, generator=gen) * (height - h + 1))
-        # The fallback box is centred, as torchvision's: (W - w) // 2.
-        x0 = torch.where(first >= 0, x0, torch.floor((width - w) / 2))
-        y0 = torch.where(first >= 0, y0, torch.floor((height - h) / 2))
-        return torch.stack([x0, y0, w, h], dim=1)
+        fallback = size if (w_fb, h_fb) == (width, height) else _pair(w_fb, h_fb, device).view(2, 1, 1)
+        wh = torch.where(found, wh, fallback.view(2, 1))
+        # Integer offsets uniform in [0, W - w], as torch.randint(0, W - w + 1) in torchvision; the
+        # fallback box is centred, as torchvision's: (W - w) // 2.
+        free = size.view(2, 1) - wh
+        u = torch.stack([rand(batch), rand(batch)])
+        xy = torch.floor(torch.where(found, u * (free + 1), free / 2))
+        return torch.cat([xy.T, wh.T], dim=1)
 
     def _fallback_size(self, height: int, width: int) -> tuple[float, float]:
         in_ratio = width / height
@@ -180,7 +267,8 @@ class SimCLRAugment(nn.Module):
     # ---- application ------------------------------------------------------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> normalised float32, no augmentation: the evaluation transform."""
-        return (images.float() / 255.0 - self.mean) / self.std
+        x = images / 255.0 if images.dtype == torch.uint8 else images.float() / 255.0
+        return torch.addcmul(self._norm_shift, x, self._norm_scale)
 
     def forward(self, images: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> one augmented, normalised float32 view (B, 3, H, W)."""
@@ -188,30 +276,53 @@ class SimCLRAugment(nn.Module):
         return self.apply(images, self.sample_params(b, h, w, images.device, gen))
 
     def apply(self, images: torch.Tensor, p: AugmentParams) -> torch.Tensor:
-        """Applies given parameters: uint8 or [0, 1] float (B, 3, H, W) -> normalised float32."""
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        """Applies given parameters: uint8 or [0, 1] float (B, 3, H, W) -> normalised float32.
+
+        Every step is computed for the whole batch and kept per sample with `torch.where`, so the
+        host never reads a device value and `torch.compile(fullgraph=True)` traces it whole.
+        """
+        per_sample = lambda flag: flag.view(-1, 1, 1, 1)  # noqa: E731
+        x = images / 255.0 if images.dtype == torch.uint8 else images.float()
         x = crop_and_flip(x, p.crop, p.flip)
-        x = self._color_jitter(x, p)
-        x = torch.where(p.grayscale.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+        x = torch.where(per_sample(p.jitter), self._color_jitter(x, p), x)
+        x = torch.where(per_sample(p.grayscale), _luma(x, self._luma_weights), x)
         if self.blur_p > 0:
-            x = torch.where(p.blur.view(-1, 1, 1, 1), gaussian_blur(x, p.sigma, self.blur_kernel_size), x)
-        return (x - self.mean) / self.std
+            x = torch.where(per_sample(p.blur), gaussian_blur(x, p.sigma, self.blur_kernel_size), x)
+        return torch.addcmul(self._norm_shift, x, self._norm_scale)
 
     def _color_jitter(self, x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
-        idx = p.jitter.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return x
-        y, order = x[idx], p.jitter_order[idx]
-        factors = (p.brightness[idx], p.contrast[idx], p.saturation[idx], p.hue[idx])
-        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        # Per-sample random order: at slot s every sample applies the op its permutation puts there.
-        for slot in range(4):
-            for op_id, op in enumerate(ops):
-                sel = (order[:, slot] == op_id).view(-1, 1, 1, 1)
-                y = torch.where(sel, op(y, factors[op_id]), y)
-        x = x.clone()
-        x[idx] = y
+        """Brightness, contrast, saturation and hue in each sample's order, for every sample.
+
+        x: (B, 3, H, W) in [0, 1]. See the module docstring for the schedule of seven slots.
+        """
+        slots = self._blend_slots(p)  # (B, 7, 3)
+        # Per slot and sample, the luma weights, zeroed for brightness and idle slots: their blend
+        # target then comes out 0 with no selection op.
+        luma_weights = slots[:, :, 1:2] * self._luma_weights.view(1, 1, 3)  # (B, 7, 3)
+        hue_k0 = torch.add(self._hue_offsets, p.hue.view(-1, 1, 1, 1), alpha=6.0)  # (B, 3, 1, 1)
+        for s in range(_SLOTS):
+            if s == _HUE_SLOT:
+                x = _rotate_hue(x, hue_k0)
+                continue
+            factor, takes_mean = slots[:, s, 0, None, None, None], slots[:, s, 2, None, None, None]
+            luma = _luma(x, luma_weights[:, s, :, None, None])  # (B, 1, H, W)
+            # lerp is exact at weights 0 and 1: the luma image (saturation) or its mean (contrast).
+            other = torch.lerp(luma, luma.mean(dim=(2, 3), keepdim=True), takes_mean)
+            x = _mix(other, x, factor)
         return x
+
+    def _blend_slots(self, p: AugmentParams) -> torch.Tensor:
+        """(B, 7, 3): for each schedule slot, its blend's (factor, uses the luma, takes its mean) per sample.
+
+        The op at position i of a sample's order goes to slot 3 + i - (position of hue), so hue always
+        lands on the hue slot and the blends keep their order around it; unused slots stay identities.
+        """
+        b = p.jitter_order.shape[0]
+        position = p.jitter_order.argsort(dim=1)  # (B, 4): where each op sits in the sample's order
+        slot = position[:, :3] - position[:, 3:] + _HUE_SLOT  # (B, 3) for brightness, contrast, saturation
+        factors = torch.stack([p.brightness, p.contrast, p.saturation], dim=1).unsqueeze(2)
+        src = torch.cat([factors, self._blend_kind.expand(b, 3, 2)], dim=2)
+        return self._idle_slot.expand(b, _SLOTS, 3).scatter(1, slot.unsqueeze(2).expand(b, 3, 3), src)
 
 
 def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -221,14 +332,15 @@ def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> t
     The affine map sends output pixel centres onto the box's pixel grid (align_corners=False), so the
     full-image box without flip reproduces the input exactly.
     """
-    b, _, h, w = x.shape
-    x0, y0, bw, bh = boxes.unbind(1)
-    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0] = (bw / w) * torch.where(flip, -1.0, 1.0)
-    theta[:, 0, 2] = (2 * x0 + bw) / w - 1
-    theta[:, 1, 1] = bh / h
-    theta[:, 1, 2] = (2 * y0 + bh) / h - 1
-    grid = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
+    b, c, h, w = x.shape
+    boxes = boxes.to(x.dtype)  # theta, hence the grid, must have x's dtype
+    size = _pair(w, h, x.device).to(x.dtype)
+    scale = boxes[:, 2:] / size  # (B, 2) box size over image size
+    shift = torch.addcdiv(scale - 1, boxes[:, :2], size, value=2)  # box centre in [-1, 1]: (2 x0 + w) / W - 1
+    sx = torch.where(flip, -scale[:, 0], scale[:, 0])
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([sx, zero, shift[:, 0], zero, scale[:, 1], shift[:, 1]], dim=1).view(b, 2, 3)
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -239,71 +351,74 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return (wr * r + wg * g + wb * b).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    f = factor.view(-1, 1, 1, 1)
-    return (f * x + (1 - f) * other).clamp(0, 1)
+def _luma(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma, with (1 or B, 3, 1, 1) weights held on the device: two ops."""
+    return (x * weights).sum(dim=1, keepdim=True)
+
+
+def _mix(other: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """clamp(factor * x + (1 - factor) * other, 0, 1), torchvision's `_blend`; factor broadcasts.
+
+    lerp returns `x` itself, bit for bit, at factor 1, which makes the unused jitter slots identities.
+    """
+    return torch.lerp(other, x, factor).clamp(0, 1)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Scales intensities by a per-sample factor (B,), clamped to [0, 1]."""
-    return _blend(x, torch.zeros_like(x), factor)
+    """Scales intensities by a per-sample factor (B,), clamped to [0, 1]. x: (B, 3, H, W) in [0, 1]."""
+    return (x * factor.view(-1, 1, 1, 1)).clamp(0, 1)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blends each image with its mean luma, per-sample factor (B,)."""
-    return _blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
+    """Blends each image (B, 3, H, W) in [0, 1] with its mean luma, per-sample factor (B,)."""
+    return _mix(grayscale(x).mean(dim=(1, 2, 3), keepdim=True), x, factor.view(-1, 1, 1, 1))
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blends each image with its grayscale version, per-sample factor (B,)."""
-    return _blend(x, grayscale(x), factor)
+    """Blends each image (B, 3, H, W) in [0, 1] with its grayscale version, per-sample factor (B,)."""
+    return _mix(grayscale(x), x, factor.view(-1, 1, 1, 1))
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotates hue by a per-sample shift (B,) in turns, through HSV as torchvision does."""
-    h, s, v = _rgb_to_hsv(x)
-    h = torch.remainder(h + shift.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(h, s, v)
+    """Rotates hue by a per-sample shift (B,) in turns, as torchvision's HSV round trip does.
+
+    x: (B, 3, H, W) in [0, 1]; returns the same shape, in [0, 1].
+    """
+    offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # _HUE_OFFSETS
+    return _rotate_hue(x, torch.add(offsets, shift.view(-1, 1, 1, 1).to(x.dtype), alpha=6.0))
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    safe_max = torch.where(maxc > 0, maxc, torch.ones_like(maxc))
-    s = delta / safe_max
-    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / safe_delta, (maxc - g) / safe_delta, (maxc - b) / safe_delta
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, torch.remainder(h / 6.0, 1.0), torch.zeros_like(h))
-    return h, s, maxc
+def _rotate_hue(x: torch.Tensor, k0: torch.Tensor) -> torch.Tensor:
+    """Hue rotation through HSV without the sector table: x (B, 3, H, W) in [0, 1] -> same shape.
 
-
-def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p = (v * (1 - s)).clamp(0, 1)
-    q = (v * (1 - s * f)).clamp(0, 1)
-    t = (v * (1 - s * (1 - f))).clamp(0, 1)
-    # For sector i, (r, g, b) picks from (v, q, p, t) as in colorsys.hsv_to_rgb.
-    candidates = torch.stack([v, q, p, t], dim=1)  # (B, 4, H, W)
-    table = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=h.device)
-    pick = table[i].permute(0, 3, 1, 2)  # (B, 3, H, W) indices into candidates
-    return candidates.gather(1, pick)
+    k0: (B, 3, 1, 1), n_c + 6 * shift with n = (5, 3, 1) for (r, g, b). With v = max, delta = max - min
+    and h the hue in sixths of a turn, out_c = v - delta * clamp(min(k_c, 4 - k_c), 0, 1) with
+    k_c = (n_c + h + 6 shift) mod 6: the same values as torchvision's `_rgb2hsv` + `_hsv2rgb`, whose
+    sector table this curve encodes. Since the mod is taken there, h may be any representative:
+    2 * (argmax channel) + (next channel - the one after) / delta, in [-1, 5].
+    """
+    v, top = x.max(dim=1, keepdim=True)
+    delta = v - x.amin(dim=1, keepdim=True)
+    rgbrg = torch.cat([x, x[:, :2]], dim=1)
+    diff = (rgbrg[:, 1:4] - rgbrg[:, 2:5]).gather(1, top)  # x[top + 1] - x[top + 2]
+    # delta = 0 only where all channels are equal: diff is 0 there and the result is v whatever k.
+    k = torch.addcdiv(torch.add(k0, top, alpha=2), diff, delta.clamp_min(_TINY)).remainder(6)
+    return torch.addcmul(v, delta, torch.minimum(k, 4 - k).clamp(0, 1), value=-1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Separable Gaussian blur with a per-sample sigma (B,) in pixels and reflect padding."""
+    """Separable Gaussian blur of (B, C, H, W) with a per-sample sigma (B,) in pixels, reflect padding.
+
+    Each sample's kernel is one group of a grouped convolution over the sample's C x H rows (then
+    columns), so the kernel is never repeated per channel.
+    """
     b, c, h, w = x.shape
     half = kernel_size // 2
     offsets = torch.arange(-half, half + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * sigma.view(-1, 1).to(x.dtype) ** 2))
-    k = (k / k.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, K)
-    y = F.pad(x.reshape(1, b * c, h, w), (half, half, half, half), mode="reflect")
-    y = F.conv2d(y, k.view(b * c, 1, 1, kernel_size), groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, kernel_size, 1), groups=b * c)
+    k = torch.softmax(-0.5 * (offsets / sigma.view(-1, 1).to(x.dtype)).square(), dim=1)  # (B, K), sums to 1
+    y = F.pad(x, (half, half, half, half), mode="reflect")  # (B, C, H + 2 half, W + 2 half)
+    y = F.conv2d(y.reshape(1, b, c * (h + 2 * half), w + 2 * half), k.view(b, 1, 1, kernel_size), groups=b)
+    y = F.conv3d(y.view(1, b, c, h + 2 * half, w), k.view(b, 1, 1, kernel_size, 1), groups=b)
     return y.view(b, c, h, w)
 
 

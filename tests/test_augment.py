@@ -13,6 +13,7 @@ import torchvision.transforms.v2.functional as TF
 from simclr.augment import (
     AugmentParams,
     SimCLRAugment,
+    _mix,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -23,6 +24,7 @@ from simclr.augment import (
     grayscale,
 )
 from simclr.errors import ConfigError
+from simclr.profiling import DispatchRecorder
 
 # Written out rather than imported, so a wrong constant in simclr/augment.py shows up here.
 CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
@@ -498,3 +500,113 @@ def test_fallback_crop_is_central_as_in_torchvision() -> None:
     aug = SimCLRAugment(crop_scale=(1.0, 1.0))
     crop = aug.sample_params(256, 32, 64, torch.device("cpu"), gen(29)).crop
     assert torch.equal(crop, torch.tensor([[10.0, 0.0, 43.0, 32.0]]).expand(256, 4))
+
+
+# ---- cost on the device ---------------------------------------------------------------------
+
+# Ops one view dispatches (`simclr.profiling`), whatever the batch size. Before the sync-free rewrite
+# the default config took 474 ops and 5 synchronising ones (488 with blur); after it, 120 (129 with
+# blur) and none. The budgets leave about 10% of room, so a regression fails here.
+OP_BUDGETS = {"default": ({}, 132), "blur": ({"blur_p": 0.5}, 142)}
+
+
+@pytest.mark.parametrize("config", sorted(OP_BUDGETS))
+def test_a_view_makes_no_host_device_synchronisation(config: str) -> None:
+    aug = SimCLRAugment(**OP_BUDGETS[config][0])
+    images = uint8_images(64, seed=31)
+    for generator in (gen(31), None):
+        with DispatchRecorder() as rec:
+            aug(images, generator)
+        assert rec.syncs == [], "\n".join(str(e) for e in rec.syncs)
+
+
+@pytest.mark.parametrize("config", sorted(OP_BUDGETS))
+def test_a_view_stays_within_its_op_budget(config: str) -> None:
+    kwargs, budget = OP_BUDGETS[config]
+    with DispatchRecorder() as rec:
+        SimCLRAugment(**kwargs)(uint8_images(64, seed=32), gen(32))
+    assert rec.op_count <= budget, f"{rec.op_count} ops > {budget}: {rec.ops.most_common()}"
+
+
+def test_samples_without_jitter_leave_the_colour_step_untouched() -> None:
+    """Jitter is computed for every sample; where it was not drawn the input must come through exactly."""
+    aug = SimCLRAugment(
+        crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, grayscale_p=0.0, jitter_p=0.5, hue=0.5
+    )
+    images = uint8_images(32, seed=33)
+    p = aug.sample_params(32, 32, 32, torch.device("cpu"), gen(33))
+    assert 0 < int(p.jitter.sum()) < 32
+    out = aug.apply(images, p)
+    plain = aug.normalize(images)  # the full box without flip is an exact identity
+    torch.testing.assert_close(out[~p.jitter], plain[~p.jitter], atol=1e-6, rtol=0)
+    assert ((out[p.jitter] - plain[p.jitter]).abs().flatten(1).amax(1) > 1e-2).all()
+    # Nothing of a jitter-free sample's factors or order reaches its output.
+    wild = dataclasses.replace(
+        p,
+        brightness=torch.full((32,), 1.4),
+        contrast=torch.full((32,), 0.6),
+        saturation=torch.zeros(32),
+        hue=torch.full((32,), 0.5),
+        jitter_order=p.jitter_order.flip(1),
+    )
+    assert torch.equal(aug.apply(images, wild)[~p.jitter], out[~p.jitter])
+
+
+def test_every_jitter_order_matches_torchvision() -> None:
+    """All 24 orders, one per sample: the blend slots around the hue slot replay each order exactly."""
+    aug = SimCLRAugment(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip_p=0.0,
+        jitter_p=1.0,
+        grayscale_p=0.0,
+        hue=0.5,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
+    images = uint8_images(24, 16, 16, seed=34)
+    p = aug.sample_params(24, 16, 16, torch.device("cpu"), gen(34))
+    p = dataclasses.replace(p, jitter_order=torch.tensor(list(itertools.permutations(range(4)))))
+    out = aug.apply(images, p)
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    factors = (p.brightness, p.contrast, p.saturation, p.hue)
+    for i in range(24):
+        img = TF.to_dtype(images[i], torch.float32, scale=True)
+        for op_id in p.jitter_order[i].tolist():
+            img = ops[op_id](img, float(factors[op_id][i]))
+        torch.testing.assert_close(out[i], img, atol=COLOUR_ATOL, rtol=0, msg=f"order {p.jitter_order[i].tolist()}")
+
+
+def test_a_blend_with_factor_one_is_exactly_the_identity() -> None:
+    """The jitter slots a sample does not use blend with factor 1: that must not move a single bit."""
+    x, other = float_images(4, seed=35), float_images(4, seed=36)
+    assert torch.equal(_mix(other, x, torch.ones(4, 1, 1, 1)), x)
+    assert torch.equal(_mix(other.mean(dim=(1, 2, 3), keepdim=True), x, torch.ones(4, 1, 1, 1)), x)
+
+
+def test_constants_are_buffers_that_follow_the_module_and_stay_out_of_checkpoints() -> None:
+    aug = SimCLRAugment(blur_p=0.5)
+    assert aug.state_dict() == {}
+    assert {name for name, _ in aug.named_buffers()} >= {"mean", "std"}
+    # A cast module draws the same parameters and, as before, normalises in its own dtype.
+    images = uint8_images(8, seed=38)
+    p32 = aug.sample_params(8, 32, 32, torch.device("cpu"), gen(38))
+    out32 = aug.apply(images, p32)
+    aug64 = SimCLRAugment(blur_p=0.5).double()
+    p64 = aug64.sample_params(8, 32, 32, torch.device("cpu"), gen(38))
+    for f in dataclasses.fields(p32):
+        assert torch.equal(getattr(p32, f.name), getattr(p64, f.name)), f.name
+    out64 = aug64.apply(images, p64)
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64, out32.double(), atol=1e-5, rtol=0)
+    assert all(b.device.type == "meta" for b in aug.to("meta").buffers())
+
+
+def test_compiled_apply_is_one_graph_and_matches_eager() -> None:
+    """No data-dependent Python in `apply`: torch.compile traces it whole (about 10-20 s on 2 cores)."""
+    aug = SimCLRAugment(blur_p=0.5)
+    images = uint8_images(8, seed=37)
+    p = aug.sample_params(8, 32, 32, torch.device("cpu"), gen(37))
+    assert 0 < int(p.blur.sum()) < 8 and 0 < int(p.jitter.sum()) < 8
+    compiled = torch.compile(aug.apply, fullgraph=True)
+    torch.testing.assert_close(compiled(images, p), aug.apply(images, p), atol=1e-5, rtol=0)
