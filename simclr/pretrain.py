@@ -9,12 +9,13 @@ import pytorch_lightning as pl
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from simclr.augment import build_augment
+from simclr.augment import AugmentParams, build_augment
 from simclr.data import NUM_CLASSES
 from simclr.knn import knn_predict
 from simclr.loss import NTXentLoss
 from simclr.nets import ProjectionHead, build_encoder
 from simclr.optim import build_optimizer, warmup_cosine
+from simclr.progress import is_log_step
 
 
 class SimCLRModule(pl.LightningModule):
@@ -26,8 +27,14 @@ class SimCLRModule(pl.LightningModule):
         loss: `temperature`. scheduler: `warmup_epochs`, `final_lr_fraction`. knn: `k`, `temperature`.
         lr: the learning rate actually used, already scaled for the global batch (see `derive_run_values`).
 
-    Logs `train/loss`, `train/lr` each step, `time/epoch_s` and `time/views_per_s` (both views counted,
-    all devices) each epoch, and `val/knn_top1` (in [0, 1]) every validation epoch.
+    The training step reads nothing on the host: augmentation parameters are drawn on the device, the
+    loss is logged as a device tensor (the loggers read it on log steps), and `train/lr` is logged on
+    log steps only. With `model.compile=true` the whole device part of the step (both views'
+    augmentation, encoder, head, NT-Xent) is one `torch.compile`d function.
+
+    Logs `train/loss` each step, `train/lr` on log steps, `time/epoch_s` and `time/views_per_s` (both
+    views counted, all devices) each epoch, `time/first_step_s` once (cuDNN autotuning, and compilation
+    with `model.compile=true`), and `val/knn_top1` (in [0, 1]) every validation epoch.
     """
 
     def __init__(
@@ -48,10 +55,12 @@ class SimCLRModule(pl.LightningModule):
         self.criterion = NTXentLoss(**loss)
         self.memory_format = torch.channels_last if model.get("channels_last", True) else torch.contiguous_format
         self.to(memory_format=self.memory_format)
+        # Compiling a method, not wrapping the nets, keeps state_dict keys and checkpoints those of the
+        # plain modules. Parameters are drawn outside it (eagerly), so compiled and eager runs of one
+        # seed see the same crops and colours.
+        self.views_loss = self._views_loss
         if model.get("compile", False):
-            # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the plain nets.
-            self.encoder.compile()
-            self.head.compile()
+            self.views_loss = torch.compile(self._views_loss, mode=model.get("compile_mode", "default"))
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -59,19 +68,34 @@ class SimCLRModule(pl.LightningModule):
         return self.encoder(images.contiguous(memory_format=self.memory_format))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels, indices = batch
         if self.trainer.training:
-            # Both views in one tensor, so the encoder runs once over 2B images (BN sees both views).
-            return torch.cat([self.augment(images), self.augment(images)]), labels, indices
+            return batch  # uint8: the views are made in the training step, where compilation reaches them
+        images, labels, indices = batch
         return self.augment.normalize(images), labels, indices
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        views, labels, _ = batch
+    def _views_loss(self, images: torch.Tensor, first: AugmentParams, second: AugmentParams) -> torch.Tensor:
+        """uint8 images (B, 3, H, W) and two parameter draws -> NT-Xent of the two views (scalar float32).
+
+        Both views go through the encoder in one batch of 2B (BatchNorm sees both views).
+        """
+        views = torch.cat([self.augment.apply(images, first), self.augment.apply(images, second)])
         z1, z2 = self.head(self(views)).chunk(2)
-        loss = self.criterion(z1, z2)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return self.criterion(z1, z2)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, labels, _ = batch
+        b, _, h, w = images.shape
+        first, second = (self.augment.sample_params(b, h, w, images.device) for _ in range(2))
+        loss = self.views_loss(images, first, second)
+        # prog_bar=False: Lightning would read a prog_bar value on the host after every step.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=b)
+        if is_log_step(self.trainer):  # a Python float becomes a device tensor: only when the logs are read
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.global_step == 0 and not hasattr(self, "_first_step_start"):
+            self._first_step_start = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start, self._epoch_images, self._train_end = time.perf_counter(), 0, None
@@ -85,6 +109,11 @@ class SimCLRModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_images += len(batch[1])
+        if self.global_step == 1 and hasattr(self, "_first_step_start"):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # once per run, before steady state
+            seconds = time.perf_counter() - self._first_step_start
+            self.log("time/first_step_s", seconds, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         self._mark_train_end()

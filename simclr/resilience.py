@@ -3,7 +3,6 @@ and finding the checkpoint to resume from."""
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from pathlib import Path
@@ -76,27 +75,39 @@ def _as_tuples(value: Any) -> Any:
 class DivergenceGuard(pl.Callback):
     """Stops training at the first non-finite loss, and never lets non-finite weights be checkpointed.
 
-    The loss is checked every `every_n_steps` optimizer steps (a check waits for the GPU, so it is not
-    done on every step by default); the weights are checked before every checkpoint is written, so
-    the last good checkpoint is never overwritten by a diverged state.
+    Every step folds "the loss is not finite" into a flag kept on the device (no wait for the GPU);
+    the host reads the flag every `every_n_steps` optimizer steps (by default on the log steps, when
+    the loggers read the loss anyway) and before every checkpoint, when the weights are checked too,
+    so the last good checkpoint is never overwritten by a diverged state.
     """
 
     def __init__(self, every_n_steps: int = 1) -> None:
         if every_n_steps < 1:
             raise ValueError(f"divergence.check_every_n_steps={every_n_steps} must be >= 1")
         self.every_n_steps = every_n_steps
+        self._diverged: torch.Tensor | None = None  # bool scalar on the training device
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        loss = outputs["loss"].detach()
+        if self._diverged is None or self._diverged.device != loss.device:
+            self._diverged = torch.zeros((), dtype=torch.bool, device=loss.device)
+        self._diverged.logical_or_(~torch.isfinite(loss))
         if trainer.global_step % self.every_n_steps == 0:
-            loss = float(outputs["loss"])
-            if not math.isfinite(loss):
-                raise DivergenceError(self._message(trainer, pl_module, f"the loss is {loss}"))
+            self._raise_if_diverged(trainer, pl_module)
+
+    def _raise_if_diverged(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._diverged is not None and bool(self._diverged):  # the one host read
+            since = trainer.global_step - trainer.global_step % self.every_n_steps
+            what = f"the loss became non-finite after step {max(0, since - self.every_n_steps)}"
+            raise DivergenceError(self._message(trainer, pl_module, what))
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        bad = [name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
+        self._raise_if_diverged(trainer, pl_module)
+        finite = torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()])
+        if not bool(finite.all()):
+            bad = [name for (name, _), ok in zip(pl_module.named_parameters(), finite.tolist(), strict=True) if not ok]
             raise DivergenceError(self._message(trainer, pl_module, f"parameter {bad[0]} is not finite"))
 
     @staticmethod

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from simclr.errors import ConfigError, first_line
 from simclr.optim import scaled_lr
+from simclr.progress import HostMetricsProgressBar
 from simclr.resilience import AtomicCheckpointIO
 
 log = logging.getLogger("simclr")
@@ -84,6 +85,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
     kwargs = hydra.utils.instantiate(cfg.trainer, _convert_="all")
     callbacks = [*(kwargs.pop("callbacks", None) or []), *callbacks]
+    if kwargs.get("enable_progress_bar", True):
+        callbacks.append(HostMetricsProgressBar())  # Lightning's own bar reads the loss on every step
     plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
     try:
         return pl.Trainer(

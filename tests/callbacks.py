@@ -62,3 +62,46 @@ class PoisonWeights(pl.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).mul_(float("nan"))
+
+
+class RecordSyncs(pl.Callback):
+    """Records, from the second training step to the end of the first epoch, every host-device
+    synchronisation (simclr.profiling.DispatchRecorder), each tagged with the step it happened in
+    and whether that step was a log step. The last instance is kept in `RecordSyncs.last`."""
+
+    last: RecordSyncs | None = None
+
+    def __init__(self) -> None:
+        from simclr.profiling import DispatchRecorder
+
+        self.recorder = DispatchRecorder()
+        self.steps: list[tuple[int, bool]] = []  # (global step before the step, is it a log step)
+        self._active = False
+        self.progress_bar_items: dict[str, Any] = {}
+        RecordSyncs.last = self
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        from simclr.progress import is_log_step
+
+        if trainer.current_epoch == 0 and batch_idx == 1 and not self._active:
+            # Non-fused optimizers count steps in CPU tensors and read them on the host; the fused
+            # CUDA optimizers that GPU runs use keep them on the device, so these reads are exempt.
+            states = [s for opt in trainer.optimizers for s in opt.state.values()]
+            self.recorder.exempt = [s["step"] for s in states if isinstance(s.get("step"), torch.Tensor)]
+            self.recorder.__enter__()
+            self._active = True
+        if self._active:
+            self.recorder.tag = trainer.global_step
+            self.steps.append((trainer.global_step, is_log_step(trainer)))
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.recorder.tag = "epoch end"  # the kNN monitor, then the epoch's end: not training steps
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.progress_bar_callback is not None and trainer.current_epoch == 0:
+            self.progress_bar_items = trainer.progress_bar_callback.get_metrics(trainer, pl_module)
+        if self._active:
+            self.recorder.__exit__(None, None, None)
+            self._active = False
