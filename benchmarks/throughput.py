@@ -1,99 +1,322 @@
-"""Pretraining throughput: this project's training step against the usual per-image pipeline.
+"""Pretraining throughput of what users run (`train_ssl`), against the bare step and per-image torchvision.
 
-    python benchmarks/throughput.py --arch resnet18 --batch 512 --out throughput.json
+CPU (this project's 2-core machine; random images, a full-size epoch of 50,000):
+    python benchmarks/throughput.py --arch resnet_tiny --width 16 --batch 256 --workers 2 --out throughput.json
+GPU (one H100/H200, real CIFAR-10 in data/; what benchmarks/gpu_check.sh runs):
+    python benchmarks/throughput.py --data-root data --workers 15 --warmup 20 --steps 100 --repeats 3 \
+        --baseline-steps 20 --compile-ops --out throughput.json experiment=resnet18_sgd
+Trailing arguments are Hydra overrides, composed exactly as `python train_ssl.py OVERRIDES` composes them
+(`trainer=gpu` is chosen where CUDA is present, `trainer=cpu` elsewhere, unless an override picks one).
 
-(a) project: uint8 batches already in device memory -> SimCLRAugment on the device (two views, per-sample
-    parameters) -> one encoder forward over both views -> head -> NT-Xent -> backward -> optimizer step,
-    under bf16 autocast and channels_last on a GPU (float32 on CPU), as `trainer=gpu` runs it.
-(b) baseline: torchvision's per-image transforms (RandomResizedCrop, flip, ColorJitter p=0.8, grayscale
-    p=0.2, ToTensor, Normalize) in DataLoader worker processes, two views per image, float32, the same
-    encoder, head, loss and batch: what the common public SimCLR implementations do.
-
-Each path is warmed up, then timed over --steps steps, --repeats times, synchronising the device before
-every clock read; medians are reported. The project's step is also split into augmentation and model
-time. Prints a table and writes JSON. Images are random uint8 (throughput does not depend on content).
+Rows; each one is warmed up for --warmup steps, then timed over --repeats windows of --steps steps with
+the device synchronised at each clock read only, and reported as the median window. views/s counts both
+views of every image; s/epoch is (50,000 // batch) steps of the row.
+  trainer.fit     `simclr.train.train_ssl(cfg)` itself, with the callbacks a user gets (progress bar, CSV
+                  logger, divergence guard, checkpoints: `--no-checkpoint` removes these) and a timing
+                  callback (`benchmarks.common.StepTimer`) added through `trainer.callbacks`. Full epochs
+                  of the data, so an epoch end (a last.ckpt write) falls inside the windows as often as
+                  in a real run of that many steps; the kNN monitor is moved past the last epoch, and the
+                  run stops after the timed steps. The run's figures (`RunFigures`, not switchable by
+                  config) are drawn at fit start and end, outside the windows.
+  bare step       the same `SimCLRModule` (`build_module`) and optimizer (`build_optimizer`), called
+                  without the Trainer: two parameter draws, `views_loss`, backward, optimizer step,
+                  zero_grad, under the trainer config's precision (bf16 autocast on CUDA, float32 on CPU),
+                  batches cut from the split on the device as the Trainer's `DeviceBatches` cut them.
+  torchvision x2  per-image torchvision transforms in --workers DataLoader workers, the same encoder, head,
+                  loss, optimizer and batch: (1) float32, contiguous, as public code runs it; (2) the
+                  project's precision and channels_last (bf16 autocast on CUDA; on the CPU float32 +
+                  channels_last).
+Augmentation: its share of the bare step (two parameter draws + two `augment.apply` per step, timed alone,
+over the bare step's time), and its ops per view: eager (`simclr.profiling.count_ops` on one
+`module.augment(images)`), compiled with --compile-ops (`torch.compile(augment.apply)`, kernels generated
+by Inductor, caches off, plus the parameter draw's eager ops) and, on CUDA, kernel launches per view
+counted with torch.profiler for both.
+Writes everything as JSON (--out) with the device, driver, versions, CPU count and arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
-import os
-import platform
+import math
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from simclr.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment
-from simclr.loss import NTXentLoss
-from simclr.nets import CifarResNet, ProjectionHead
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `simclr` and `benchmarks`
 
-VIEWS_PER_EPOCH = 100_000  # 50,000 images x 2 views
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], None], device: torch.device, steps: int, warmup: int, repeats: int) -> list[float]:
-    """Seconds per step, one median-able figure per repeat."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        sync(device)
-        times.append((time.perf_counter() - start) / steps)
-    return times
+from benchmarks.common import (  # noqa: E402
+    CIFAR_TRAIN_IMAGES,
+    autocast_dtype,
+    compose_ssl_config,
+    config_device,
+    default_trainer_override,
+    environment,
+    sync,
+    time_windows,
+    write_random_cifar10,
+)
 
 
-class Model(torch.nn.Module):
-    def __init__(self, arch: str, width: int) -> None:
-        super().__init__()
-        self.encoder = CifarResNet(arch, width)
-        self.head = ProjectionHead(self.encoder.feature_dim)
+# ---- rows ---------------------------------------------------------------------------------------------
+def summarise(label: str, windows_s: list[float], steps: int, batch: int, **extra: Any) -> dict[str, Any]:
+    """One row from its timed windows (seconds each, `steps` steps of `batch` images).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+    s_per_step: median window / steps (s); views_per_s: 2 * batch / s_per_step; s_per_epoch: the
+    steps of a 50,000-image epoch at s_per_step (s).
+    """
+    s = statistics.median(windows_s) / steps
+    return {
+        "label": label,
+        "s_per_step": s,
+        "views_per_s": 2 * batch / s,
+        "s_per_epoch": (CIFAR_TRAIN_IMAGES // batch) * s,
+        "repeats_s_per_step": [w / steps for w in windows_s],
+        "steps": steps,
+        "batch": batch,
+        **extra,
+    }
 
 
-def make_step(model: Model, device: torch.device, amp: bool, channels_last: bool, fused: bool):  # noqa: ANN201
-    loss_fn = NTXentLoss(0.5)
-    kwargs = {"fused": True} if fused else {}
-    opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4, **kwargs)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def fit_config(cfg: Any, args: argparse.Namespace, train_images: int) -> Any:
+    """The user's config with the timing callback added, kNN moved past the end, and enough epochs."""
+    from omegaconf import open_dict
 
-    def step(views: torch.Tensor) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            z1, z2 = model(views.contiguous(memory_format=fmt)).chunk(2)
-            loss = loss_fn(z1, z2)
-        opt.zero_grad(set_to_none=True)
+    from simclr.runs import derive_run_values
+
+    cfg = copy.deepcopy(cfg)
+    batch = derive_run_values(cfg).per_device_batch
+    epoch_steps = train_images // batch
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and limit > 0:
+        epoch_steps = min(epoch_steps, limit)
+    needed = args.warmup + args.steps * args.repeats + 1  # the timer's last clock read is a step's start
+    epochs = math.ceil(needed / max(1, epoch_steps))
+    timer = {
+        "_target_": "benchmarks.common.StepTimer",
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "repeats": args.repeats,
+    }
+    extra = [timer] + ([{"_target_": "benchmarks.common.NoCheckpoints"}] if args.no_checkpoint else [])
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = epochs
+        cfg.trainer.check_val_every_n_epoch = epochs + 1  # no kNN pass in (or after) the timed steps
+        cfg.probe.enabled = False
+        cfg.trainer.callbacks = [*(cfg.trainer.get("callbacks") or []), *extra]
+    return cfg
+
+
+def bench_fit(cfg: Any, args: argparse.Namespace, train_images: int) -> dict[str, Any]:
+    """The trainer.fit row: `train_ssl(cfg)` timed by `StepTimer` (seconds, views of both views)."""
+    from benchmarks.common import StepTimer
+    from simclr.runs import derive_run_values
+    from simclr.train import train_ssl
+
+    cfg = fit_config(cfg, args, train_images)
+    derived = derive_run_values(cfg)
+    if derived.world_size != 1:
+        raise SystemExit("the benchmark runs one process: use trainer.devices=1")
+    start = time.perf_counter()
+    train_ssl(cfg)
+    end = time.perf_counter()
+    timer = StepTimer.last
+    if timer is None or len(timer.windows_s) != args.repeats:
+        raise SystemExit(
+            f"trainer.fit ended before the {args.warmup} + {args.repeats} x {args.steps} steps were timed; "
+            f"use more --images or fewer --steps"
+        )
+    expected = args.steps * derived.per_device_batch
+    if any(n != expected for n in timer.images):
+        raise SystemExit(f"timed windows held {timer.images} images, expected {expected} each")
+    return summarise(
+        "trainer.fit (train_ssl: progress bar, CSV log, divergence guard, "
+        + ("no checkpoints)" if args.no_checkpoint else "checkpoints)"),
+        timer.windows_s,
+        args.steps,
+        derived.global_batch,
+        warmup=args.warmup,
+        checkpointing=not args.no_checkpoint,
+        epoch_ends_in_windows=timer.epoch_ends,
+        wall_s=end - start,
+        setup_s=timer.train_start - start,  # train_ssl called -> training starts (data, model, figures)
+        warmup_s=timer.marks[0] - timer.train_start,  # the warm-up steps (autotuning, compilation)
+        teardown_s=end - timer.marks[-1],  # last clock read -> train_ssl returns (checkpoint, figures)
+    )
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast at `dtype` on `device`, or nothing for float32 (dtype None)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def build_bare(cfg: Any, device: torch.device) -> tuple[Any, torch.optim.Optimizer]:
+    """The run's SimCLRModule (training mode, on `device`) and its optimizer, as `train_ssl` builds them."""
+    from omegaconf import OmegaConf
+
+    from simclr.optim import build_optimizer
+    from simclr.runs import derive_run_values
+    from simclr.train import build_module
+
+    torch.manual_seed(int(cfg.seed))
+    lr = derive_run_values(cfg).lr
+    module = build_module(cfg, lr).to(device).train()
+    optimizer = build_optimizer(module, OmegaConf.to_container(cfg.optimizer, resolve=True), lr)
+    return module, optimizer
+
+
+def device_batches(images: torch.Tensor, batch: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Endless uint8 batches (B, 3, H, W) cut on `device` as the Trainer's loader cuts them, epoch after epoch."""
+    from simclr.device_batches import DeviceBatches
+
+    batches = DeviceBatches(images.to(device), torch.zeros(len(images), dtype=torch.long), batch, seed)
+    while True:
+        for x, _, _ in batches:
+            yield x
+
+
+def bench_bare(
+    cfg: Any, args: argparse.Namespace, images: torch.Tensor, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """The bare-step row, the augmentation's time (s per step) and share, and the module (for op counts)."""
+    from simclr.runs import derive_run_values
+
+    batch = derive_run_values(cfg).per_device_batch
+    dtype = autocast_dtype(cfg, device)
+    module, optimizer = build_bare(cfg, device)
+    augment, batches = module.augment, device_batches(images, batch, int(cfg.seed), device)
+
+    def step() -> None:
+        x = next(batches)
+        b, _, h, w = x.shape
+        with autocast(device, dtype):
+            first, second = (augment.sample_params(b, h, w, x.device) for _ in range(2))
+            loss = module.views_loss(x, first, second)
         loss.backward()
-        opt.step()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    return step
+    def augment_only() -> None:
+        x = next(batches)
+        b, _, h, w = x.shape
+        with autocast(device, dtype):
+            for _ in range(2):
+                augment.apply(x, augment.sample_params(b, h, w, x.device))
+
+    torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark", False))
+    windows = time_windows(step, device, args.warmup, args.steps, args.repeats)
+    row = summarise(
+        "bare step (same module and optimizer, no Trainer)", windows, args.steps, batch, precision=str(dtype)
+    )
+    aug_windows = time_windows(augment_only, device, args.warmup, args.steps, args.repeats)
+    aug_s = statistics.median(aug_windows) / args.steps
+    aug = {
+        "s_per_step": aug_s,
+        "repeats_s_per_step": [w / args.steps for w in aug_windows],
+        "share_of_bare_step": aug_s / row["s_per_step"],
+        "compiled_in_step": bool(cfg.model.get("compile", False)),
+    }
+    return row, aug, module
 
 
+# ---- augmentation op counts -----------------------------------------------------------------------------
+def cuda_launches(fn: Callable[[], Any]) -> int:
+    """GPU kernel launches (memcpy and memset included) of one call of fn, counted with torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = prof.events()
+    device_side = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    return max(device_side, sum(len(getattr(e, "kernels", ())) for e in events))
+
+
+def eager_op_counts(module: Any, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, Any]:
+    """Compute ops of one view made eagerly (one `augment(images)` call), and of its two parts."""
+    from simclr.profiling import count_ops
+
+    augment, (b, _, h, w) = module.augment, x.shape
+    with autocast(x.device, dtype):
+        _, view = count_ops(augment, x)
+        params, draw = count_ops(augment.sample_params, b, h, w, x.device)
+        _, apply = count_ops(augment.apply, x, params)
+        out = {
+            "ops_per_view_eager": view.op_count,
+            "sample_params_ops": draw.op_count,
+            "apply_ops_eager": apply.op_count,
+            "syncs_per_view_eager": len(view.syncs),
+        }
+        if x.device.type == "cuda":
+            out["cuda_launches_per_view_eager"] = cuda_launches(lambda: augment(x))
+    return out
+
+
+def compiled_op_counts(module: Any, x: torch.Tensor, dtype: torch.dtype | None, sample_ops: int) -> dict[str, Any]:
+    """Kernels Inductor generates for `torch.compile(augment.apply)` (caches off, so they are generated
+    here), its graphs and graph breaks, and per view: the parameter draw's eager ops + those kernels.
+
+    Library kernels Inductor calls (extern kernels) are not in `generated_kernel_count`; on CUDA the
+    profiler's launch count per view covers everything.
+    """
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+    import torch._inductor.metrics as metrics
+
+    augment, (b, _, h, w) = module.augment, x.shape
+    torch._dynamo.reset()
+    apply = torch.compile(augment.apply)
+    params = augment.sample_params(b, h, w, x.device)
+    no_cache = {k: v for k, v in {"force_disable_caches": True}.items() if hasattr(inductor_config, k)}
+    with inductor_config.patch(**no_cache), autocast(x.device, dtype):
+        metrics.reset()
+        start = time.perf_counter()
+        apply(x, params)
+        sync(x.device)
+        out: dict[str, Any] = {"compile_s": time.perf_counter() - start}
+        kernels = metrics.generated_kernel_count
+        if x.device.type == "cuda":
+            out["cuda_launches_per_view_compiled"] = cuda_launches(
+                lambda: apply(x, augment.sample_params(b, h, w, x.device))
+            )
+        explained = torch._dynamo.explain(augment.apply)(x, params)
+    out.update(
+        apply_kernels_compiled=kernels,
+        graphs=explained.graph_count,
+        graph_breaks=explained.graph_break_count,
+        ops_per_view_compiled=sample_ops + kernels,
+    )
+    return out
+
+
+# ---- the per-image baseline ----------------------------------------------------------------------------
 class PerImageViews(Dataset):
-    """The baseline's dataset: PIL images, two torchvision-transformed views each."""
+    """The baseline's dataset: PIL images, two torchvision-transformed views each (float32, normalised)."""
 
-    def __init__(self, images: torch.Tensor) -> None:
+    def __init__(self, images: torch.Tensor, aug: dict[str, Any]) -> None:
         from torchvision import transforms as T
 
-        self.images = images.permute(0, 2, 3, 1).numpy()
+        from simclr.augment import CIFAR10_MEAN, CIFAR10_STD
+
+        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) uint8
+        jitter = [aug.get(k, d) for k, d in (("brightness", 0.4), ("contrast", 0.4), ("saturation", 0.4), ("hue", 0.1))]
         self.transform = T.Compose(
             [
-                T.RandomResizedCrop(32),
-                T.RandomHorizontalFlip(),
-                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                T.RandomGrayscale(p=0.2),
+                T.RandomResizedCrop(32, scale=tuple(aug.get("crop_scale", (0.08, 1.0)))),
+                T.RandomHorizontalFlip(aug.get("flip_p", 0.5)),
+                T.RandomApply([T.ColorJitter(*jitter)], p=aug.get("jitter_p", 0.8)),
+                T.RandomGrayscale(p=aug.get("grayscale_p", 0.2)),
                 T.ToTensor(),
                 T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
             ]
@@ -109,134 +332,185 @@ class PerImageViews(Dataset):
         return self.transform(img), self.transform(img)
 
 
-def bench_project(args: argparse.Namespace, device: torch.device, images: torch.Tensor) -> dict:
-    gpu = device.type == "cuda"
-    model = Model(args.arch, args.width).to(device).to(memory_format=torch.channels_last)
-    if args.compile:
-        t0 = time.perf_counter()
-        model = torch.compile(model)
-    augment = SimCLRAugment().to(device)
-    step = make_step(model, device, amp=gpu, channels_last=True, fused=gpu)
-    data = images.to(device)  # resident on the device, as the uint8 split is 150 MB
-    n = len(data) // args.batch
+def bench_baseline(
+    cfg: Any, args: argparse.Namespace, images: torch.Tensor, device: torch.device, project_format: bool
+) -> dict[str, Any]:
+    """A per-image torchvision row: float32 + contiguous, or (project_format) the config's precision + channels_last."""
+    from omegaconf import OmegaConf, open_dict
 
-    state = {"i": 0}
+    from simclr.runs import derive_run_values
 
-    def next_batch() -> torch.Tensor:
-        i = state["i"] = (state["i"] + 1) % n
-        return data[i * args.batch : (i + 1) * args.batch]
-
-    def augment_only() -> None:
-        x = next_batch()
-        torch.cat([augment(x), augment(x)])
-
-    views = torch.cat([augment(next_batch()), augment(next_batch())])
-    if args.compile:
-        step(views)
-        sync(device)
-        compile_s = time.perf_counter() - t0
-    full = timed(
-        lambda: step(torch.cat([augment(x := next_batch()), augment(x)])), device, args.steps, args.warmup, args.repeats
-    )
-    aug = timed(augment_only, device, args.steps, args.warmup, args.repeats)
-    model_only = timed(lambda: step(views), device, args.steps, args.warmup, args.repeats)
-    out = summary(full, args.batch)
-    out["augment_s_per_step"] = statistics.median(aug)
-    out["model_s_per_step"] = statistics.median(model_only)
-    out["augment_fraction"] = out["augment_s_per_step"] / out["s_per_step"]
-    if args.compile:
-        out["compile_s"] = compile_s
-    return out
-
-
-def bench_baseline(args: argparse.Namespace, device: torch.device, images: torch.Tensor) -> dict:
-    model = Model(args.arch, args.width).to(device)
-    step = make_step(model, device, amp=False, channels_last=False, fused=False)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.model.channels_last = project_format
+        cfg.model.compile = False
+    dtype = autocast_dtype(cfg, device) if project_format else None
+    batch = derive_run_values(cfg).per_device_batch
+    module, optimizer = build_bare(cfg, device)
+    aug = OmegaConf.to_container(cfg.augmentation, resolve=True)
     loader = DataLoader(
-        PerImageViews(images),
-        batch_size=args.batch,
+        PerImageViews(images, aug),
+        batch_size=batch,
         shuffle=True,
         drop_last=True,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0,
     )
-    batches = iter(())
+    state = {"it": iter(loader)}
 
-    def one() -> None:
-        nonlocal batches
+    def step() -> None:
         try:
-            v1, v2 = next(batches)
+            v1, v2 = next(state["it"])
         except StopIteration:
-            batches = iter(loader)
-            v1, v2 = next(batches)
-        step(torch.cat([v1, v2]).to(device, non_blocking=True))
+            state["it"] = iter(loader)
+            v1, v2 = next(state["it"])
+        views = torch.cat([v1, v2]).to(device, non_blocking=True)
+        with autocast(device, dtype):
+            z1, z2 = module.head(module(views)).chunk(2)
+            loss = module.criterion(z1, z2)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    return summary(timed(one, device, args.steps, args.warmup, args.repeats), args.batch)
+    steps = args.baseline_steps or args.steps
+    windows = time_windows(step, device, args.warmup, steps, args.repeats)
+    state.clear()
+    fmt = "channels_last" if project_format else "contiguous"
+    precision = "bf16 autocast" if dtype == torch.bfloat16 else str(dtype or "float32").replace("torch.", "")
+    note = " (CPU: no bf16)" if project_format and dtype is None else ""
+    label = f"torchvision per-image, {args.workers} workers, {precision} {fmt}{note}"
+    return summarise(label, windows, steps, batch, workers=args.workers, precision=precision, memory_format=fmt)
 
 
-def summary(seconds: list[float], batch: int) -> dict:
-    s = statistics.median(seconds)
-    return {
-        "s_per_step": s,
-        "views_per_s": 2 * batch / s,
-        "s_per_epoch": VIEWS_PER_EPOCH * s / (2 * batch),
-        "repeats_s_per_step": seconds,
-    }
+# ---- report ---------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """All rows, the augmentation figures and the ratios, as one JSON-able dict."""
+    from omegaconf import OmegaConf
 
+    from simclr.data import load_split
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arch", default="resnet18")
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch", type=int, default=512, help="images per step (2x views)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="baseline loader workers")
-    p.add_argument("--images", type=int, default=10_000, help="random uint8 images to draw batches from")
-    p.add_argument("--compile", action="store_true", help="torch.compile the project's model (reports compile time)")
-    p.add_argument("--skip-baseline", action="store_true")
-    p.add_argument("--out", default="throughput.json")
-    args = p.parse_args()
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cudnn.benchmark = True
-    images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8)
-    result = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "args": vars(args),
-    }
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    result["project"] = bench_project(args, device, images)
-    if device.type == "cuda":
-        result["project"]["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        torch.cuda.reset_peak_memory_stats()
-    if not args.skip_baseline:
-        result["baseline"] = bench_baseline(args, device, images)
+    shorthand = [f"model={args.arch}"] if args.arch else []
+    shorthand += [f"model.width={args.width}"] if args.width else []
+    shorthand += [f"data.batch_size={args.batch}"] if args.batch else []
+    shorthand += ["model.compile=true"] if args.compile else []
+    with tempfile.TemporaryDirectory(prefix="simclr_throughput_") as tmp:
+        root = Path(args.data_root) if args.data_root else Path(tmp) / "data"
+        if not args.data_root:
+            write_random_cifar10(root, args.images)
+        overrides = [
+            *default_trainer_override(args.overrides),
+            *shorthand,
+            f"data.root={root}",
+            "data.download=false",
+            *args.overrides,
+        ]
+        cfg = compose_ssl_config(overrides, Path(tmp) / "run")
+        device = config_device(cfg)
+        images = load_split(root, train=True)[0]
+        result: dict[str, Any] = {
+            "environment": environment(),
+            "args": vars(args),
+            "overrides": overrides,
+            "config": {
+                "arch": cfg.model.arch,
+                "width": cfg.model.width,
+                "batch": cfg.data.batch_size,
+                "precision": str(cfg.trainer.precision),
+                "channels_last": bool(cfg.model.get("channels_last", True)),
+                "compile": bool(cfg.model.get("compile", False)),
+                "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+                "train_images": len(images),
+                "data": "random uint8" if not args.data_root else str(root),
+            },
+        }
+        rows = {"trainer_fit": bench_fit(cfg, args, len(images))}
         if device.type == "cuda":
-            result["baseline"]["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        result["speedup"] = result["project"]["views_per_s"] / result["baseline"]["views_per_s"]
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"{result['device']}, torch {result['torch']}, {args.arch} width {args.width}, batch {args.batch}")
-    print("| path | views/s | s/epoch | s/step | augmentation share |")
-    print("|---|---|---|---|---|")
-    pr = result["project"]
-    print(
-        f"| project | {pr['views_per_s']:.0f} | {pr['s_per_epoch']:.2f} | {pr['s_per_step']:.4f} "
-        f"| {100 * pr['augment_fraction']:.1f}% |"
+            torch.cuda.empty_cache()
+        rows["bare_step"], aug, module = bench_bare(cfg, args, images, device)
+        x = next(device_batches(images, rows["bare_step"]["batch"], 0, device))
+        aug.update(eager_op_counts(module, x, autocast_dtype(cfg, device)))
+        if args.compile_ops:
+            aug.update(compiled_op_counts(module, x, autocast_dtype(cfg, device), aug["sample_params_ops"]))
+        del module, x
+        if not args.skip_baseline:
+            rows["baseline_fp32"] = bench_baseline(cfg, args, images, device, project_format=False)
+            rows["baseline_project"] = bench_baseline(cfg, args, images, device, project_format=True)
+    fit = rows["trainer_fit"]["views_per_s"]
+    result.update(
+        rows=rows,
+        augmentation=aug,
+        ratios={f"fit_over_{k}": fit / r["views_per_s"] for k, r in rows.items() if k != "trainer_fit"},
     )
-    if "baseline" in result:
-        b = result["baseline"]
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """The rows as a Markdown table, then the augmentation figures."""
+    env, c, aug = result["environment"], result["config"], result["augmentation"]
+    print(
+        f"\n{env['device']}, driver {env['driver']}, torch {env['torch']}, lightning {env['lightning']}, "
+        f"{env['cpu_count']} CPUs | {c['arch']} width {c['width']}, batch {c['batch']}, {c['precision']}, "
+        f"{c['optimizer']['name']}, channels_last {c['channels_last']}, compile {c['compile']}"
+    )
+    print("| row | views/s | s/step | s/epoch (50k images) | trainer.fit / row |")
+    print("|---|---|---|---|---|")
+    fit = result["rows"]["trainer_fit"]["views_per_s"]
+    for r in result["rows"].values():
         print(
-            f"| baseline ({args.workers} workers) | {b['views_per_s']:.0f} | {b['s_per_epoch']:.2f} "
-            f"| {b['s_per_step']:.4f} | - |"
+            f"| {r['label']} | {r['views_per_s']:,.0f} | {r['s_per_step']:.4f} | {r['s_per_epoch']:.1f} "
+            f"| {fit / r['views_per_s']:.2f} |"
         )
-        print(f"speed-up project / baseline: {result['speedup']:.2f}x")
+    line = (
+        f"augmentation: {100 * aug['share_of_bare_step']:.1f}% of the bare step ({aug['s_per_step']:.4f} s/step); "
+        f"ops per view eager {aug['ops_per_view_eager']} (draw {aug['sample_params_ops']} + apply "
+        f"{aug['apply_ops_eager']}, {aug['syncs_per_view_eager']} syncs)"
+    )
+    if "ops_per_view_compiled" in aug:
+        line += (
+            f", compiled {aug['ops_per_view_compiled']} (draw {aug['sample_params_ops']} + "
+            f"{aug['apply_kernels_compiled']} generated kernels, {aug['graphs']} graph(s), "
+            f"{aug['graph_breaks']} break(s), compiled in {aug['compile_s']:.0f} s)"
+        )
+    print(line)
+    if "cuda_launches_per_view_eager" in aug:
+        print(
+            f"CUDA launches per view: eager {aug['cuda_launches_per_view_eager']}, "
+            f"compiled {aug.get('cuda_launches_per_view_compiled', '-')}"
+        )
+    f = result["rows"]["trainer_fit"]
+    print(
+        f"trainer.fit run: {f['wall_s']:.1f} s in all (setup {f['setup_s']:.1f} s, warm-up {f['warmup_s']:.1f} s, "
+        f"teardown {f['teardown_s']:.1f} s), {f['epoch_ends_in_windows']} epoch end(s) in the timed steps"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for train_ssl, e.g. experiment=resnet18_sgd")
+    p.add_argument("--arch", help="model=ARCH (default: the config's, resnet18)")
+    p.add_argument("--width", type=int, help="model.width (default: the config's)")
+    p.add_argument("--batch", type=int, help="data.batch_size, images per step (default: the config's, 512)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before the first window")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows per row (the median is reported)")
+    p.add_argument("--baseline-steps", type=int, help="steps per window of the torchvision rows (default --steps)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision rows")
+    p.add_argument("--images", type=int, default=CIFAR_TRAIN_IMAGES, help="random training images written")
+    p.add_argument("--data-root", help="a real copy: DIR/cifar-10-batches-py/ (default: random images)")
+    p.add_argument("--no-checkpoint", action="store_true", help="trainer.fit without its checkpoint callback")
+    p.add_argument("--compile", action="store_true", help="model.compile=true (compiled views_loss)")
+    p.add_argument("--compile-ops", action="store_true", help="count the kernels of the compiled augmentation")
+    p.add_argument("--skip-baseline", action="store_true", help="no torchvision rows")
+    p.add_argument("--out", default="throughput.json", help="JSON report")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = run(args)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
     print(f"wrote {args.out}")
 
 
