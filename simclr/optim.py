@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from simclr.errors import ConfigError
+
+log = logging.getLogger("simclr")
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 LR_SCALINGS = ("linear", "sqrt", "none")
@@ -122,6 +126,44 @@ def build_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optim
     raise ConfigError(
         f"optimizer.name={name!r} is not known; choose one of {list(OPTIMIZERS)} (optimizer=adam|sgd|lars)"
     )
+
+
+def schedule_length(trainer: pl.Trainer, warmup_epochs: float) -> tuple[int, int]:
+    """(optimizer steps in the whole run, warm-up steps), from what the Trainer will really run.
+
+    The run's length is Lightning's own count (`estimated_stepping_batches`: trainer.max_steps when it
+    ends the run first, else max_epochs x batches per epoch after `limit_train_batches`, per process
+    under DDP, whatever a resumed run already did); an epoch of warm-up is this process's batches per
+    epoch (`num_training_batches`). Refuses what would make the schedule wrong; a warm-up longer than
+    the run is kept as asked (a smoke test of a long recipe) but said out loud.
+    """
+    if trainer.accumulate_grad_batches != 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}: accumulating gradients adds no "
+            "negatives to NT-Xent (each micro-batch is compared only with itself); remove it and raise "
+            "data.batch_size instead, over more devices (trainer.devices) if memory is short"
+        )
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        raise ConfigError(
+            f"trainer.max_epochs={trainer.max_epochs} and trainer.max_steps={trainer.max_steps} give no end to the "
+            "run, and the cosine schedule needs one: set trainer.max_epochs or trainer.max_steps"
+        )
+    if not math.isfinite(trainer.num_training_batches):
+        trainer.fit_loop.setup_data()  # Lightning counted max_steps alone and has not looked at the data yet
+    per_epoch = trainer.num_training_batches
+    warmup = int(round(warmup_epochs * per_epoch))
+    if warmup >= total:
+        log.warning(
+            "scheduler.warmup_epochs=%s is %d steps (%d per epoch), not shorter than the run's %d steps: the "
+            "learning rate only ramps up, to %.0f%% of its peak; lower scheduler.warmup_epochs for a full schedule",
+            warmup_epochs,
+            warmup,
+            per_epoch,
+            int(total),
+            100 * warmup_cosine(int(total) - 1, int(total), warmup),
+        )
+    return int(total), warmup
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:

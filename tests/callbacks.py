@@ -105,3 +105,36 @@ class RecordSyncs(pl.Callback):
         if self._active:
             self.recorder.__exit__(None, None, None)
             self._active = False
+
+
+class RecordFirstDraw(pl.Callback):
+    """Saves, per process, the crop boxes its first training step draws (from a copy of its generator)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == 0:
+            copy = torch.Generator(device=pl_module.device)
+            copy.set_state(pl_module.generator.get_state())
+            b, _, h, w = batch[0].shape
+            crops = pl_module.augment.sample_params(b, h, w, pl_module.device, copy).crop
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {"crop": crops.cpu(), "seed": pl_module.hparams.seed}, self.out_dir / f"rank{trainer.global_rank}.pt"
+            )
+
+
+class CrashAt(pl.Callback):
+    """Raises at optimizer step `step`, on every process: a run stopped in the middle of an epoch."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crash at step {self.step}")
