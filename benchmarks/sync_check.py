@@ -96,6 +96,7 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
         *shorthand,
         f"data.root={root}",
         "data.download=false",
+        *([] if args.data_root else ["data.val_size=0"]),  # random images and labels: nothing to validate
         *args.overrides,
     ]
     cfg = compose_ssl_config(overrides, out)

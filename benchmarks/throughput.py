@@ -403,6 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             *shorthand,
             f"data.root={root}",
             "data.download=false",
+            *([] if args.data_root else ["data.val_size=0"]),  # random labels: nothing to validate
             *args.overrides,
         ]
         cfg = compose_ssl_config(overrides, Path(tmp) / "run")

@@ -1,24 +1,33 @@
 """CIFAR-10 as uint8 tensors in memory, and the LightningDataModule both training scripts share.
 
-Batches are (images uint8 (B, 3, 32, 32), labels int64 (B,), indices int64 (B,)). Training batches are
-cut on the training device from a copy of the split held there (`DeviceBatches`); evaluation batches are
-cut from the in-memory tensors with one indexing operation per batch (the dataset implements
-`__getitems__`). Neither does per-image Python work; augmentation happens on the device, in the
-LightningModule.
+Batches are (images uint8 (B, 3, 32, 32), labels int64 (B,), indices int64 (B,)), the indices always
+into the split the images come from (the training split or the test split), whatever subset a loader
+covers. Training batches are cut on the training device from a copy of the images held there
+(`DeviceBatches`); evaluation batches are cut from the in-memory tensors with one indexing operation per
+batch (the dataset implements `__getitems__`). Neither does per-image Python work; augmentation happens
+on the device, in the LightningModule.
+
+Selection never sees the test split: `data.val_size` images of the labelled training split
+(`validation_split`: stratified by class, fixed by the seed) are held out as the validation set. The
+kNN monitor and the probe are validated on them; the test split is evaluated once, at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from simclr.checkpoints import CONFIG_KEY
 from simclr.device_batches import DeviceBatches
-from simclr.errors import DataError
+from simclr.errors import ConfigError, DataError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -87,21 +96,128 @@ def download(root: str | Path) -> None:
         ) from e
 
 
-class TensorBatches(Dataset):
-    """Images, labels and indices held as tensors; `__getitems__` returns a whole batch at once."""
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The training split cut in two: `train` (the rest: kNN bank, probe training) and `val` (held out).
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+    Both are sorted int64 indices into the training split; `record()` describes the split for
+    results.json and checkpoints (sizes, images per class, a hash of the validation indices).
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor
+    seed: int
+    val_per_class: list[int] = field(default_factory=list)
+
+    @property
+    def val_size(self) -> int:
+        return len(self.val)
+
+    def record(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self.val.numpy().astype("<i8").tobytes()).hexdigest()[:16]
+        return {
+            "val_size": self.val_size,
+            "train_size": len(self.train),
+            "seed": self.seed,
+            "val_per_class": list(self.val_per_class),
+            "val_indices_sha256": digest,
+            "selection": "val" if self.val_size else "test",
+        }
+
+
+def validation_split(labels: torch.Tensor, val_size: int, seed: int, num_classes: int = NUM_CLASSES) -> ValidationSplit:
+    """Holds `val_size` images of the labelled training split out for validation, stratified by class.
+
+    Every class gives val_size // num_classes images; when val_size is not a multiple of num_classes,
+    the remaining val_size % num_classes images come one each from that many classes drawn at random.
+    Within a class the images are drawn at random. All draws come from one CPU generator seeded by
+    `seed` alone, so the split is a deterministic function of (seed, val_size, labels): the same in
+    `train_ssl.py` and `train_linear.py`, on any device and any number of processes. val_size=0 gives
+    no validation set (the rest is the whole split).
+
+    Raises ConfigError (naming data.val_size) when val_size is negative, leaves no training image, is
+    below num_classes (a class without validation images) or takes every image of some class.
+    """
+    n = len(labels)
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size < 0:
+        raise ConfigError(f"data.val_size={val_size!r} must be an integer >= 0 (0: no validation split)")
+    if val_size == 0:
+        return ValidationSplit(torch.arange(n), torch.zeros(0, dtype=torch.long), seed, [0] * num_classes)
+    if val_size >= n:
+        raise ConfigError(
+            f"data.val_size={val_size} holds out all {n} training images; it must be smaller than {n} "
+            f"(the default 5000 suits the 50,000 CIFAR-10 images), or 0 to monitor on the test split"
+        )
+    if val_size < num_classes:
+        raise ConfigError(
+            f"data.val_size={val_size} leaves classes without validation images: the split is stratified, "
+            f"so it needs at least one image of each of the {num_classes} classes (data.val_size>={num_classes}), "
+            f"or 0 for no validation split"
+        )
+    counts = torch.bincount(labels, minlength=num_classes)
+    gen = torch.Generator().manual_seed(_split_seed(seed))
+    quota = torch.full((num_classes,), val_size // num_classes, dtype=torch.long)
+    quota[torch.randperm(num_classes, generator=gen)[: val_size % num_classes]] += 1
+    short = [c for c in range(num_classes) if quota[c] >= counts[c]]
+    if short:
+        c = short[0]
+        largest = num_classes * (int(counts.min()) - 1)
+        raise ConfigError(
+            f"data.val_size={val_size} leaves class {c} without training images (it has {int(counts[c])} "
+            f"images and {int(quota[c])} would be held out); use data.val_size<={largest}, or 0"
+        )
+    val = []
+    for c in range(num_classes):
+        members = (labels == c).nonzero().squeeze(1)
+        val.append(members[torch.randperm(len(members), generator=gen)[: int(quota[c])]])
+    val_idx = torch.cat(val).sort().values
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val_idx] = False
+    return ValidationSplit(keep.nonzero().squeeze(1), val_idx, seed, quota.tolist())
+
+
+def _split_seed(seed: int) -> int:
+    """The split's generator seed: a function of the run's seed, apart from the epochs' permutations."""
+    return (seed * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D) % (2**63 - 1)
+
+
+class TensorBatches(Dataset):
+    """Images, labels and indices held as tensors; `__getitems__` returns a whole batch at once.
+
+    With `ids`, the dataset is the subset of those rows (in that order) and reports each item's
+    index into the full tensors, not its position in the subset; nothing is copied.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         self.images, self.labels = images, labels
+        self.ids = ids
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) if self.ids is None else len(self.ids)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.images[i], self.labels[i], torch.tensor(i)
+        row = int(self.ids[i]) if self.ids is not None else i
+        return self.images[row], self.labels[row], torch.tensor(row)
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
+        if self.ids is not None:
+            idx = self.ids[idx]
         return self.images[idx], self.labels[idx], idx
+
+
+class _SubsetBatches:
+    """`DeviceBatches` over a subset, reporting indices into the full split instead of subset positions."""
+
+    def __init__(self, batches: DeviceBatches, ids: torch.Tensor) -> None:
+        self.batches, self.ids = batches, ids
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of (images, labels, indices)
+        for images, labels, positions in self.batches:
+            yield images, labels, self.ids[positions]
 
 
 def _keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -109,15 +225,41 @@ def _keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch
 
 
+class SplitInCheckpoint(pl.Callback):
+    """Adds the data module's validation split record to the config stored in every checkpoint.
+
+    Put it after `ConfigInCheckpoint` in the callbacks (it extends `simclr_config` with `split`).
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        split = getattr(trainer.datamodule, "split", None)
+        if split is not None and isinstance(checkpoint.get(CONFIG_KEY), dict):
+            checkpoint[CONFIG_KEY] = {**checkpoint[CONFIG_KEY], "split": split.record()}
+
+
+PURPOSES = ("pretrain", "probe")
+
+
 class CIFAR10DataModule(pl.LightningDataModule):
     """CIFAR-10 train and test splits as uint8 tensors (50,000 and 10,000 images, 150 MB together).
 
-    `batch_size` is the number of images per step on one device. Training batches come from
-    `DeviceBatches`: the split is copied once to the Trainer's device, shuffled there each epoch from
-    `seed` and the epoch, sharded over processes, and the last incomplete batch is dropped (SimCLR's
-    loss depends on the batch size). Evaluation loaders use `eval_batch_size`.
-    `val_dataloader` yields two loaders, the unshuffled train split then the test split, which is what
-    a kNN monitor needs (train features as the memory bank, test features as queries).
+    `val_size` images of the training split are held out for validation (`validation_split`, from
+    `seed`); the rest of the training split is `fit_set`. After `setup`: `train_set` (all training
+    images), `fit_set`, `val_set` (None when val_size=0), `test_set`, and `split` (its `record()` goes
+    into results and checkpoints).
+
+    purpose "pretrain": training batches cover ALL training images (pretraining uses no labels, so the
+        validation images may be seen unlabelled, as is usual); `val_dataloader` yields the two loaders
+        of the kNN monitor, the bank (`fit_set`) then the queries (`val_set`); with val_size=0 the bank is
+        the whole training split and the queries are the test split (`monitor_split` says which).
+    purpose "probe": training batches cover `fit_set` only; `val_dataloader` yields `val_set` (nothing
+        when val_size=0).
+
+    `batch_size` is the number of images per step on one device (`batch_key` names the setting in
+    errors). Training batches come from `DeviceBatches`: the images are copied once to the Trainer's
+    device, shuffled there each epoch from `seed` and the epoch, sharded over processes, and the last
+    incomplete batch is dropped (SimCLR's loss depends on the batch size). Evaluation loaders use
+    `eval_batch_size`, keep dataset order and drop nothing.
     """
 
     def __init__(
@@ -129,32 +271,53 @@ class CIFAR10DataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = True,
         seed: int = 0,
+        val_size: int = 0,
+        purpose: str = "pretrain",
+        batch_key: str = "data.batch_size",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise DataError(f"data.batch_size={batch_size} and data.eval_batch_size={eval_batch_size} must be >= 1")
+            raise DataError(f"{batch_key}={batch_size} and data.eval_batch_size={eval_batch_size} must be >= 1")
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose={purpose!r} is not one of {PURPOSES}")
         self.root, self.download = str(root), bool(download)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
-        self.seed = int(seed)
+        self.seed, self.val_size, self.purpose, self.batch_key = int(seed), val_size, purpose, batch_key
         self.train_set: TensorBatches | None = None
-        self._train_batches: DeviceBatches | None = None
-        self._train_batches_key: tuple | None = None
+        self.fit_set: TensorBatches | None = None
+        self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
+        self.split: ValidationSplit | None = None
+        self._train_batches: DeviceBatches | _SubsetBatches | None = None
+        self._train_batches_key: tuple | None = None
+
+    @property
+    def monitor_split(self) -> str:
+        """Where the kNN monitor's queries come from: "val", or "test" when data.val_size=0."""
+        return "val" if self.val_size else "test"
 
     def prepare_data(self) -> None:
         if self.download:
             download(self.root)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = TensorBatches(*load_split(self.root, train=True))
-            self.test_set = TensorBatches(*load_split(self.root, train=False))
-            if self.batch_size > len(self.train_set):
-                raise DataError(
-                    f"data.batch_size={self.batch_size} exceeds the {len(self.train_set)} training images "
-                    f"in {self.root}; lower data.batch_size"
-                )
+        if self.train_set is not None:
+            return
+        images, labels = load_split(self.root, train=True)
+        split = validation_split(labels, self.val_size, self.seed)
+        trained_on = len(labels) if self.purpose == "pretrain" else len(split.train)
+        if self.batch_size > trained_on:
+            what = "training images" if self.purpose == "pretrain" else "training images left after data.val_size"
+            raise DataError(
+                f"{self.batch_key}={self.batch_size} exceeds the {trained_on} {what} in {self.root}; "
+                f"lower {self.batch_key}"
+            )
+        self.split = split
+        self.train_set = TensorBatches(images, labels)
+        self.fit_set = TensorBatches(images, labels, ids=split.train) if split.val_size else self.train_set
+        self.val_set = TensorBatches(images, labels, ids=split.val) if split.val_size else None
+        self.test_set = TensorBatches(*load_split(self.root, train=False))
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
@@ -168,11 +331,13 @@ class CIFAR10DataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DeviceBatches:
+    def train_dataloader(self) -> DeviceBatches | _SubsetBatches:
         """Shuffled batches of this process's shard, on the Trainer's device (the CPU without a Trainer).
 
-        The split is copied to the device once; the same loader is returned while the Trainer,
-        device, rank and world size stay, so without a Trainer each pass over it is the next epoch.
+        Pretraining: all training images. Probe: the training images minus the validation set (the
+        batches' indices are still indices into the training split). The images are copied to the
+        device once; the same loader is returned while the Trainer, device, rank and world size stay,
+        so without a Trainer each pass over it is the next epoch.
         """
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
@@ -180,23 +345,40 @@ class CIFAR10DataModule(pl.LightningDataModule):
         key = (id(trainer), device, rank, world)
         if self._train_batches is None or self._train_batches_key != key:
             self._train_batches_key = key
-            self._train_batches = DeviceBatches(
-                self.train_set.images.to(device),
-                self.train_set.labels.to(device),
+            subset = self.purpose == "probe" and self.split.val_size > 0
+            rows = self.split.train if subset else slice(None)
+            batches = DeviceBatches(
+                self.train_set.images[rows].to(device),
+                self.train_set.labels[rows].to(device),
                 batch_size=self.batch_size,
                 seed=self.seed,
                 rank=rank,
                 world_size=world,
                 epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
             )
+            self._train_batches = _SubsetBatches(batches, self.split.train.to(device)) if subset else batches
         return self._train_batches
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self.train_eval_dataloader(), self.test_dataloader()]
+        """Pretraining: [kNN bank, kNN queries]. Probe: [validation set], or [] when data.val_size=0."""
+        if self.purpose == "pretrain":
+            return [self.bank_dataloader(), self.query_dataloader()]
+        return [self._eval_loader(self.val_set)] if self.val_set is not None else []
+
+    def bank_dataloader(self) -> DataLoader:
+        """The kNN bank: the training split minus the validation set (all of it when data.val_size=0)."""
+        return self._eval_loader(self.fit_set)
+
+    def query_dataloader(self) -> DataLoader:
+        """The kNN monitor's queries: the validation set, or the test split when data.val_size=0."""
+        return self._eval_loader(self.val_set if self.val_set is not None else self.test_set)
 
     def train_eval_dataloader(self) -> DataLoader:
-        """The training split in order, without dropping images: for features and kNN banks."""
-        return self._loader(self.train_set, self.eval_batch_size, shuffle=False, drop_last=False)
+        """The whole training split in order, without dropping images: for features of every image."""
+        return self._eval_loader(self.train_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False, drop_last=False)
+        return self._eval_loader(self.test_set)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return self._loader(dataset, self.eval_batch_size, shuffle=False, drop_last=False)

@@ -13,14 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from simclr.checkpoints import ConfigInCheckpoint, load_pretrained_encoder
-from simclr.data import CIFAR10DataModule
+from simclr.data import CIFAR10DataModule, SplitInCheckpoint
 from simclr.errors import ConfigError
 from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, resolved_config
+from simclr.schema import validate
 
-PROBE_KWARGS = ("mode", "lr", "weight_decay", "crop_scale", "batch_norm")
+PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
 
 
 def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
@@ -54,53 +55,80 @@ def pretrained_source(ssl_config: dict[str, Any], ckpt: str | None) -> dict[str,
         "model": ssl_config["model"],
         "pretrain_epochs": ssl_config["trainer"].get("max_epochs"),
         "run_name": ssl_config.get("name"),
+        "pretrain_split": ssl_config.get("split"),
     }
 
 
 def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Trains and tests the probe with cfg's data, probe, trainer and logger; writes out/results.json.
+    """Trains the probe on the training split minus the validation set, then reports validation and test
+    top-1, with cfg's data, probe, trainer and logger; writes out/results.json.
 
-    `cfg.trainer.max_epochs` is the number of probe epochs. Returns the results (top-1 as fractions).
+    `cfg.trainer.max_epochs` is the number of probe epochs and `probe.batch_size` its batch (not
+    data.batch_size). Returns the results (top-1 as fractions; `val_top1` is None with data.val_size=0).
     """
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = CIFAR10DataModule(**cfg.data, seed=cfg.seed)
-    probe = LinearProbe(encoder, **{k: OmegaConf.to_container(cfg.probe, resolve=True)[k] for k in PROBE_KWARGS})
+    probe_cfg = OmegaConf.to_container(cfg.probe, resolve=True)
+    data = {**cfg.data, "batch_size": probe_cfg["batch_size"]}
+    datamodule = CIFAR10DataModule(**data, seed=cfg.seed, purpose="probe", batch_key="probe.batch_size")
+    probe = LinearProbe(encoder, **{k: probe_cfg[k] for k in PROBE_KWARGS})
     config = {**resolved_config(cfg), "source": source}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="probe", save_last=False)
-    trainer = build_trainer(cfg, [checkpoints, ConfigInCheckpoint(config, kind="probe"), RunFigures(out)])
+    callbacks = [checkpoints, ConfigInCheckpoint(config, kind="probe"), SplitInCheckpoint(), RunFigures(out)]
+    trainer = build_trainer(cfg, callbacks)
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
     trainer.fit(probe, datamodule=datamodule)
     train_top1 = float(trainer.callback_metrics["train/top1"])
+    val_top1 = None
+    if datamodule.val_set is not None:
+        val_top1 = float(trainer.validate(probe, datamodule=datamodule, verbose=False)[0]["val/top1"])
     test_top1 = float(trainer.test(probe, datamodule=datamodule, verbose=False)[0]["test/top1"])
+    if datamodule.split is None:  # fitted in spawned processes: the split is the same here
+        datamodule.setup("fit")
+    split = datamodule.split.record()
+    pretrain_split = source.get("pretrain_split")
     results = {
+        "val_top1": val_top1,
         "test_top1": test_top1,
         "train_top1": train_top1,
-        "mode": cfg.probe.mode,
+        "selection": split["selection"],
+        "protocol": probe_cfg["protocol"],
+        "mode": probe_cfg["mode"],
+        "probe": probe_cfg,
         "probe_epochs": int(cfg.trainer.max_epochs),
+        "split": split,
+        # None: the encoder was not pretrained by this code, or by a version that recorded no split.
+        "same_split_as_pretraining": None if not pretrain_split else pretrain_split == split,
         "wall_s": time.perf_counter() - start,
         **source,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     model = source["model"]
+    val = f"val top-1 {100 * val_top1:.2f}%" if val_top1 is not None else "no validation split (data.val_size=0)"
     print(
-        f"linear probe: test top-1 {100 * test_top1:.2f}% | {model['arch']} width {model['width']}, "
+        f"linear probe: test top-1 {100 * test_top1:.2f}% | {val} | {model['arch']} width {model['width']}, "
         f"{source['encoder']} encoder{' from ' + source['ckpt'] if source['ckpt'] else ''} | "
-        f"{cfg.probe.mode} features, {cfg.trainer.max_epochs} epochs, {results['wall_s']:.0f} s | "
-        f"{out / 'results.json'}"
+        f"protocol {probe_cfg['protocol']} ({probe_cfg['mode']} features, {probe_cfg['optimizer']}), "
+        f"{cfg.trainer.max_epochs} epochs, {results['wall_s']:.0f} s | {out / 'results.json'}"
     )
     return results
 
 
 def train_linear(cfg: DictConfig) -> dict[str, Any]:
     """`train_linear.py`: the probe of `ckpt` or of a random `model`, in cfg.paths.output_dir."""
+    validate(cfg)  # the script validated before Hydra wrote anything; this is for direct callers
     encoder, source = probe_encoder(cfg)
     return fit_probe(encoder, source, cfg, output_dir(cfg))
 
 
-def probe_after_pretraining(cfg: DictConfig, encoder: CifarResNet, run_dir: Path, ckpt: Path) -> dict[str, Any]:
-    """Probes a just-pretrained encoder on one device, in <run_dir>/linear/final/, logging to CSV there."""
+def probe_after_pretraining(
+    cfg: DictConfig, encoder: CifarResNet, run_dir: Path, ckpt: Path, split: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Probes a just-pretrained encoder on one device, in <run_dir>/linear/final/, logging to CSV there.
+
+    `split`: the record of the pretraining run's validation split (the probe's is the same for the same
+    seed and data.val_size; results.json says whether it is)."""
     probe_cfg = copy.deepcopy(cfg)
     with_probe = OmegaConf.create(
         {
@@ -120,5 +148,5 @@ def probe_after_pretraining(cfg: DictConfig, encoder: CifarResNet, run_dir: Path
     for key in ("strategy", "sync_batchnorm", "plugins"):
         probe_cfg.trainer.pop(key, None)
     out = output_dir(probe_cfg)
-    source = pretrained_source(resolved_config(cfg), str(ckpt.resolve()))
+    source = pretrained_source({**resolved_config(cfg), "split": split}, str(ckpt.resolve()))
     return fit_probe(copy.deepcopy(encoder), source, probe_cfg, out)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
+from simclr.features import extract_features
 from simclr.visuals import confusion_figure, embedding_map, figure_to_array, view_pairs
 
 
@@ -49,11 +50,14 @@ class RunFigures(pl.Callback):
         if not trainer.is_global_zero or not hasattr(pl_module, "head"):
             return
         test = trainer.datamodule.test_set
-        was_training = pl_module.training
-        pl_module.eval()
-        images = test.images[: self.map_points].to(pl_module.device)
-        feats = torch.cat([pl_module(pl_module.augment.normalize(b)) for b in images.split(500)])
-        pl_module.train(was_training)
+        feats = extract_features(
+            pl_module,
+            test.images[: self.map_points],
+            pl_module.device,
+            normalize=pl_module.augment.normalize,
+            context=trainer.precision_plugin.forward_context(),
+            batch_size=500,
+        )
         fig = embedding_map(
             feats, test.labels[: len(feats)], f"test embeddings (PCA) after {trainer.current_epoch} epochs"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -9,13 +10,17 @@ import pytorch_lightning as pl
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from simclr import randomness
 from simclr.augment import AugmentParams, build_augment
-from simclr.data import NUM_CLASSES
+from simclr.data import NUM_CLASSES, TensorBatches
+from simclr.features import extract_features
 from simclr.knn import knn_predict
 from simclr.loss import NTXentLoss
 from simclr.nets import ProjectionHead, build_encoder
-from simclr.optim import build_optimizer, warmup_cosine
+from simclr.optim import build_optimizer, schedule_length, warmup_cosine
 from simclr.progress import is_log_step
+
+log = logging.getLogger("simclr")
 
 
 class SimCLRModule(pl.LightningModule):
@@ -26,6 +31,7 @@ class SimCLRModule(pl.LightningModule):
         augmentation: SimCLRAugment kwargs. optimizer: `name` and its hyperparameters.
         loss: `temperature`. scheduler: `warmup_epochs`, `final_lr_fraction`. knn: `k`, `temperature`.
         lr: the learning rate actually used, already scaled for the global batch (see `derive_run_values`).
+        seed: the run's seed; each process draws its augmentations from a generator seeded by (seed, rank).
 
     The training step reads nothing on the host: augmentation parameters are drawn on the device, the
     loss is logged as a device tensor (the loggers read it on log steps), and `train/lr` is logged on
@@ -34,7 +40,8 @@ class SimCLRModule(pl.LightningModule):
 
     Logs `train/loss` each step, `train/lr` on log steps, `time/epoch_s` and `time/views_per_s` (both
     views counted, all devices) each epoch, `time/first_step_s` once (cuDNN autotuning, and compilation
-    with `model.compile=true`), and `val/knn_top1` (in [0, 1]) every validation epoch.
+    with `model.compile=true`), `val/knn_top1` (in [0, 1]) every validation epoch (`test/knn_top1` when the
+    data module holds no validation set, data.val_size=0), and `test/knn_top1` once when training ends.
     """
 
     def __init__(
@@ -46,6 +53,7 @@ class SimCLRModule(pl.LightningModule):
         scheduler: dict[str, Any],
         knn: dict[str, Any],
         lr: float,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -61,7 +69,10 @@ class SimCLRModule(pl.LightningModule):
         self.views_loss = self._views_loss
         if model.get("compile", False):
             self.views_loss = torch.compile(self._views_loss, mode=model.get("compile_mode", "default"))
-        self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        self._bank: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (step, features, labels) of the monitor
+        self.generator: torch.Generator | None = None  # made on the device when fitting starts
+        self._saved_generators: dict | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float images (B, 3, H, W) -> backbone features (B, feature_dim)."""
@@ -85,13 +96,28 @@ class SimCLRModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, labels, _ = batch
         b, _, h, w = images.shape
-        first, second = (self.augment.sample_params(b, h, w, images.device) for _ in range(2))
+        first, second = (self.augment.sample_params(b, h, w, images.device, self.generator) for _ in range(2))
         loss = self.views_loss(images, first, second)
         # prog_bar=False: Lightning would read a prog_bar value on the host after every step.
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=b)
         if is_log_step(self.trainer):  # a Python float becomes a device tensor: only when the logs are read
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
+
+    def on_fit_start(self) -> None:
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        self.generator = randomness.new_generator(self.hparams.seed, rank, self.device)
+        if self._saved_generators is not None:
+            randomness.restore(self.generator, self._saved_generators, self.hparams.seed, rank, world, self.global_step)
+            self._saved_generators = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.generator is not None:
+            checkpoint[randomness.CHECKPOINT_KEY] = {"states": randomness.gathered_states(self, self.generator)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Restored in on_fit_start, once the generator exists on this process's device.
+        self._saved_generators = checkpoint.get(randomness.CHECKPOINT_KEY)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.global_step == 0 and not hasattr(self, "_first_step_start"):
@@ -127,30 +153,96 @@ class SimCLRModule(pl.LightningModule):
         self._val_outputs = {0: [], 1: []}
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
-        images, labels, _ = batch
-        self._val_outputs[dataloader_idx].append((self(images), labels))
+        images, labels, indices = batch
+        # Lightning's loop already runs in eval mode, under no_grad and the precision context.
+        self._val_outputs[dataloader_idx].append((extract_features(self, [images]), labels, indices))
 
     def on_validation_epoch_end(self) -> None:
+        """The kNN monitor: `val/knn_top1` (bank: the training split minus the validation set; queries:
+        the validation set), or `test/knn_top1` with data.val_size=0 (bank: the whole training split)."""
         if not self._val_outputs.get(0) or not self._val_outputs.get(1):
             return
-        (bank, bank_labels), (query, query_labels) = (self._gather(self._val_outputs[i]) for i in (0, 1))
-        pred = knn_predict(query, bank, bank_labels, NUM_CLASSES, **self.hparams.knn)
-        self.log("val/knn_top1", (pred == query_labels).float().mean(), prog_bar=True, rank_zero_only=True)
+        (bank, bank_labels, _), (query, query_labels, _) = (self._gather(self._val_outputs[i]) for i in (0, 1))
         self._val_outputs = {}
+        self._bank = (self.global_step, bank, bank_labels)  # the test evaluation at the end reuses it
+        top1 = self._knn_top1(query, query_labels, bank, bank_labels)
+        self.log(f"{self._monitor_split()}/knn_top1", top1, prog_bar=True, rank_zero_only=True)
 
-    def _gather(self, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concatenates this rank's features and labels, then those of all ranks."""
-        feats = torch.cat([f for f, _ in outputs]).float()
-        labels = torch.cat([y for _, y in outputs])
+    def on_train_end(self) -> None:
+        """Evaluates the test split once, with the final encoder: `test/knn_top1`, against the monitor's bank.
+
+        Runs on every process (each takes a shard, then all gather), after the last epoch; `self.log`
+        is closed here, so the value goes to the loggers and `trainer.callback_metrics` directly.
+        Skipped with trainer.limit_val_batches=0 (no kNN evaluation at all).
+        """
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "test_set", None) is None or getattr(datamodule, "fit_set", None) is None:
+            return
+        if self.trainer.limit_val_batches == 0:  # evaluation switched off (trainer.limit_val_batches=0)
+            return
+        if self._bank is not None and self._bank[0] == self.global_step:
+            _, bank, bank_labels = self._bank  # the monitor ran on these very weights
+        else:
+            bank, bank_labels, _ = self._features_of(datamodule.fit_set, datamodule.eval_batch_size)
+        query, query_labels, _ = self._features_of(datamodule.test_set, datamodule.eval_batch_size)
+        self._bank = None
+        top1 = self._knn_top1(query, query_labels, bank, bank_labels).cpu()
+        self.trainer.callback_metrics["test/knn_top1"] = top1
+        for lg in self.loggers:
+            lg.log_metrics({"test/knn_top1": float(top1)}, step=self.global_step)
+
+    def _monitor_split(self) -> str:
+        """Where the monitor's queries come from: "val", or "test" without a validation set (data.val_size=0)."""
+        return getattr(self.trainer.datamodule, "monitor_split", "val")
+
+    def _knn_top1(
+        self, query: torch.Tensor, query_labels: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Fraction of queries whose weighted-kNN class (`knn.k`, `knn.temperature`) is their label, on the device."""
+        pred = knn_predict(query, bank, bank_labels, NUM_CLASSES, **self.hparams.knn)
+        return (pred == query_labels).float().mean()
+
+    def _features_of(self, dataset: TensorBatches, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """Features, labels and indices of a whole dataset: this process's shard, then all of them."""
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        n = len(dataset)
+        # Shards of equal length, padded with repeated images as DistributedSampler does; _all_ranks drops them.
+        positions = (torch.arange(-(-n // world) * world) % n)[rank::world]
+        rows = dataset.ids[positions] if dataset.ids is not None else positions
+        batches = (dataset.images[chunk] for chunk in rows.split(batch_size))
+        context = self.trainer.precision_plugin.forward_context()
+        feats = extract_features(self, batches, self.device, normalize=self.augment.normalize, context=context)
+        return self._all_ranks(feats, dataset.labels[rows].to(self.device), rows.to(self.device))
+
+    def _gather(self, outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        """Concatenates this rank's features, labels and indices, then those of all ranks."""
+        feats = torch.cat([f for f, _, _ in outputs]).float()
+        labels = torch.cat([y for _, y, _ in outputs])
+        indices = torch.cat([i for _, _, i in outputs])
+        return self._all_ranks(feats, labels, indices)
+
+    def _all_ranks(self, feats: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """All processes' rows, in dataset order, each image once.
+
+        Under DDP every process holds an equal-length shard, padded with repeated images (Lightning's
+        DistributedSampler, or `_features_of`); the repeats are dropped, so the bank and the queries
+        are exactly those of one process.
+        """
         if self.trainer.world_size > 1:
-            feats, labels = self.all_gather(feats).flatten(0, 1), self.all_gather(labels).flatten(0, 1)
-        return feats, labels
+            feats, labels, indices = (self.all_gather(t).flatten(0, 1) for t in (feats, labels, indices))
+        order = indices.argsort(stable=True)
+        first = torch.ones_like(order, dtype=torch.bool)
+        first[1:] = indices[order][1:] != indices[order][:-1]
+        keep = order[first]
+        return feats[keep], labels[keep], indices[keep]
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self, self.hparams.optimizer, self.hparams.lr)
-        total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs))
-        warmup = int(round(self.hparams.scheduler.get("warmup_epochs", 0) * steps_per_epoch))
+        total, warmup = schedule_length(self.trainer, float(self.hparams.scheduler.get("warmup_epochs", 0)))
         final = float(self.hparams.scheduler.get("final_lr_fraction", 0.0))
+        self.schedule_steps = {"derived/total_steps": total, "derived/warmup_steps": warmup}
+        log.info("learning-rate schedule: %d warm-up steps, then cosine to step %d", warmup, total)
+        for lg in self.loggers:
+            lg.log_hyperparams(self.schedule_steps)
         schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, final))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -9,14 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
-from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from simclr.augment import SimCLRAugment
 from simclr.data import NUM_CLASSES
 from simclr.errors import ConfigError
+from simclr.features import extract_features
 
 MODES = ("cached", "augmented")
+OPTIMIZERS = ("adam", "sgd")
 
 
 class LinearProbe(pl.LightningModule):
@@ -25,21 +26,28 @@ class LinearProbe(pl.LightningModule):
     The encoder never trains: its parameters have requires_grad=False, it stays in eval mode (so
     BatchNorm uses, and never updates, its running statistics), and features are computed under no_grad.
 
-    mode "cached": features of the un-augmented train and test images are computed once, when fitting
-        and testing start, and batches only index them, so an epoch costs a few matrix products.
-    `batch_norm` puts a BatchNorm1d without affine parameters before the linear layer.
+    mode "cached": features of the un-augmented training and test images are computed once (the whole
+        training split, in order, so that training and validation batches index the same table), and
+        batches only index them, so an epoch costs a few matrix products.
+    mode "augmented": each training batch is randomly resized-cropped (scale `crop_scale`, ratio 3/4 to
+        4/3, output 32 x 32) and flipped on the device before the frozen encoder; validation and test
+        images are only normalised.
+    `batch_norm` puts a BatchNorm1d without affine parameters before the linear layer. `optimizer`
+    "adam" (betas 0.9, 0.999) or "sgd" (with `momentum`, no Nesterov), at `lr`, cosine-annealed to 0
+    over the run, stepped per batch; `weight_decay` on the linear layer.
 
-    mode "augmented": each training batch is randomly cropped (scale `crop_scale`) and flipped on the
-        device before the frozen encoder; test images are only normalised.
-
-    Logs `train/loss`, `train/top1` and `test/top1` (fractions in [0, 1]).
+    Batches keep their indices (into the training or test split) through `on_after_batch_transfer`:
+    (features, labels, indices). Logs `train/loss`, `train/top1`, `val/top1` and `test/top1`
+    (fractions in [0, 1]).
     """
 
     def __init__(
         self,
         encoder: nn.Module,
         mode: str = "cached",
+        optimizer: str = "adam",
         lr: float = 1e-3,
+        momentum: float = 0.9,
         weight_decay: float = 0.0,
         crop_scale: tuple[float, float] = (0.08, 1.0),
         batch_norm: bool = True,
@@ -47,18 +55,29 @@ class LinearProbe(pl.LightningModule):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"probe.mode={mode!r} is not known; choose one of {list(MODES)}")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"probe.optimizer={optimizer!r} is not known; choose one of {list(OPTIMIZERS)}")
+        crop_scale = tuple(float(v) for v in crop_scale)
+        if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ConfigError(f"probe.crop_scale={list(crop_scale)} must be [lo, hi] with 0 < lo <= hi <= 1")
+        if lr <= 0 or weight_decay < 0 or not 0 <= momentum < 1:
+            raise ConfigError(
+                f"probe.lr={lr} must be > 0, probe.weight_decay={weight_decay} >= 0 and "
+                f"probe.momentum={momentum} in [0, 1)"
+            )
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = encoder.requires_grad_(False).eval()
         # BatchNorm without affine parameters standardises the features (as MAE's probe does); at test
         # time it is a fixed affine map, so the classifier stays linear in the features.
         norm = nn.BatchNorm1d(encoder.feature_dim, affine=False) if batch_norm else nn.Identity()
         self.classifier = nn.Sequential(norm, nn.Linear(encoder.feature_dim, NUM_CLASSES))
-        self.augment = SimCLRAugment(crop_scale=tuple(crop_scale), jitter_p=0.0, grayscale_p=0.0)
+        self.augment = SimCLRAugment(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0)
         self.train_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, top_k=1, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, top_k=1, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, top_k=1, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes=NUM_CLASSES)
         self.confusion: torch.Tensor | None = None  # (10, 10) counts, rows = true class, after testing
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, torch.Tensor] = {}  # "train" (whole training split), "test": (N, D) features
 
     def train(self, mode: bool = True) -> LinearProbe:
         """Lightning puts the module in train mode each epoch; the encoder stays in eval mode."""
@@ -66,37 +85,47 @@ class LinearProbe(pl.LightningModule):
         self.encoder.eval()
         return self
 
-    @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float images (B, 3, H, W) -> frozen backbone features (B, feature_dim), float32."""
-        with self.trainer.precision_plugin.forward_context():
-            return self.encoder(images).float()
+        return extract_features(self.encoder, [images], context=self.trainer.precision_plugin.forward_context())
 
-    @torch.no_grad()
-    def _features_of(self, loader: DataLoader) -> torch.Tensor:
-        """Features of a whole unshuffled split, in dataset order: (N, feature_dim) on this device."""
-        out = [self.features(self.augment.normalize(images.to(self.device))) for images, _, _ in loader]
-        return torch.cat(out)
+    def cached_features(self, split: str) -> torch.Tensor:
+        """Features of every image of the "train" or "test" split, in dataset order, computed once."""
+        if split not in self._cache:
+            datamodule = self.trainer.datamodule
+            dataset = datamodule.train_set if split == "train" else datamodule.test_set
+            self._cache[split] = extract_features(
+                self.encoder,
+                dataset.images,
+                self.device,
+                normalize=self.augment.normalize,
+                context=self.trainer.precision_plugin.forward_context(),
+                batch_size=datamodule.eval_batch_size,
+            )
+        return self._cache[split]
 
     def on_fit_start(self) -> None:
-        if self.hparams.mode == "cached" and "train" not in self._cache:
-            self._cache["train"] = self._features_of(self.trainer.datamodule.train_eval_dataloader())
+        if self.hparams.mode == "cached":
+            self.cached_features("train")
+
+    def on_validation_start(self) -> None:
+        if self.hparams.mode == "cached":
+            self.cached_features("train")  # the validation images are training-split images
 
     def on_test_start(self) -> None:
-        if self.hparams.mode == "cached" and "test" not in self._cache:
-            self._cache["test"] = self._features_of(self.trainer.datamodule.test_dataloader())
+        if self.hparams.mode == "cached":
+            self.cached_features("test")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels, indices = batch
-        split = "train" if self.trainer.training else "test"
-        if split in self._cache:
-            return self._cache[split][indices], labels
-        if self.trainer.training and self.hparams.mode == "augmented":
-            return self.features(self.augment(images)), labels
-        return self.features(self.augment.normalize(images)), labels
+        if self.hparams.mode == "cached":
+            return self._cache["test" if self.trainer.testing else "train"][indices], labels, indices
+        if self.trainer.training:
+            return self.features(self.augment(images)), labels, indices
+        return self.features(self.augment.normalize(images)), labels, indices
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        feats, labels = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        feats, labels, _ = batch
         logits = self.classifier(feats)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)
@@ -104,8 +133,13 @@ class LinearProbe(pl.LightningModule):
         self.log("train/top1", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        feats, labels = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        feats, labels, _ = batch
+        self.val_acc(self.classifier(feats), labels)
+        self.log("val/top1", self.val_acc, on_step=False, on_epoch=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        feats, labels, _ = batch
         logits = self.classifier(feats)
         self.test_acc(logits, labels)
         self.test_confusion.update(logits, labels)
@@ -116,6 +150,10 @@ class LinearProbe(pl.LightningModule):
         self.test_confusion.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = torch.optim.Adam(self.classifier.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        schedule = CosineAnnealingLR(opt, T_max=int(self.trainer.estimated_stepping_batches))
+        params, hp = self.classifier.parameters(), self.hparams
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        schedule = CosineAnnealingLR(opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

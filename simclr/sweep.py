@@ -2,9 +2,13 @@
 
     python -m simclr.sweep runs/ssl-multirun/<date>/<time>     # writes summary.md/.csv/.png there
 
-A row per job: its overrides, status, final train loss, kNN top-1, probe top-1 (when the job was
-probed: probe.enabled=true, or train_linear.py on its checkpoint) and wall time. The plot shows probe
-top-1 (kNN top-1 where no job was probed) against loss.temperature, one line per data.batch_size.
+A row per job: its overrides, status, final train loss, kNN top-1 on the validation set (the
+monitor's last value) and on the test split (once, at the end), probe top-1 on validation and test
+(when the job was probed: probe.enabled=true, or train_linear.py on its checkpoint), the objective,
+which split selection used, and wall time. The objective is a validation metric (`objective`): the
+probe's validation top-1 where the job was probed, else the kNN monitor's; jobs run with
+data.val_size=0 have none (selection "test": their monitor ran on the test split). The plot shows the
+objective against loss.temperature, one line per data.batch_size.
 """
 
 from __future__ import annotations
@@ -21,7 +25,31 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("simclr")
-COLUMNS = ("job", "overrides", "status", "final_loss", "knn_top1", "probe_top1", "wall_s", "error")
+COLUMNS = (
+    "job",
+    "overrides",
+    "status",
+    "final_loss",
+    "val_knn_top1",
+    "test_knn_top1",
+    "probe_val_top1",
+    "probe_test_top1",
+    "objective",
+    "selection",
+    "wall_s",
+    "error",
+)
+# What a sweep selects on, best first: validation metrics only, never a test metric.
+OBJECTIVES = ("probe/val_top1", "val/knn_top1")
+
+
+def objective(metrics: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(name, value) of a run's selection metric: the probe's validation top-1 when the run was probed,
+    else the kNN monitor's; (None, None) with data.val_size=0, where there is no validation set."""
+    for name in OBJECTIVES:
+        if metrics.get(name) is not None:
+            return name, float(metrics[name])
+    return None, None
 
 
 def _last(rows: list[dict[str, str]], key: str) -> float | None:
@@ -39,17 +67,24 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         with open(job_dir / "metrics.csv") as f:
             metrics = list(csv.DictReader(f))
     probes = sorted(job_dir.glob("linear/*/results.json"), key=lambda p: p.stat().st_mtime)
-    return {
+    probe = json.loads(probes[-1].read_text()) if probes else {}
+    run = json.loads((job_dir / "results.json").read_text()) if (job_dir / "results.json").is_file() else {}
+    row = {
         "job": job_dir.name,
         "overrides": " ".join(overrides or []),
         "params": dict(o.split("=", 1) for o in overrides or [] if "=" in o),
         "status": status.get("status", "unknown (no status.json: still running or killed)"),
         "final_loss": _last(metrics, "train/loss_epoch"),
-        "knn_top1": _last(metrics, "val/knn_top1"),
-        "probe_top1": json.loads(probes[-1].read_text())["test_top1"] if probes else None,
+        "val_knn_top1": _last(metrics, "val/knn_top1"),
+        "test_knn_top1": _last(metrics, "test/knn_top1"),
+        "probe_val_top1": probe.get("val_top1"),
+        "probe_test_top1": probe.get("test_top1"),
+        "selection": run.get("selection") or probe.get("selection"),
         "wall_s": status.get("wall_s"),
         "error": status.get("error"),
     }
+    _, row["objective"] = objective({"probe/val_top1": row["probe_val_top1"], "val/knn_top1": row["val_knn_top1"]})
+    return row
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -82,11 +117,19 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
+PLOTTED = {  # the first of these that any job has is plotted; test ones only when no job has a validation set
+    "probe_val_top1": "linear probe top-1, validation",
+    "val_knn_top1": "kNN top-1, validation",
+    "probe_test_top1": "linear probe top-1, TEST (no validation split)",
+    "test_knn_top1": "kNN top-1, TEST (no validation split)",
+}
+
+
 def plot(rows: list[dict[str, Any]], path: Path, x: str = "loss.temperature", group: str = "data.batch_size") -> str:
-    """Probe (or kNN) top-1 against `x`, one line per value of `group`; returns the metric plotted."""
+    """The objective (validation top-1) against `x`, one line per value of `group`; returns the column plotted."""
     from simclr.visuals import new_figure
 
-    metric = "probe_top1" if any(r["probe_top1"] is not None for r in rows) else "knn_top1"
+    metric = next((m for m in PLOTTED if any(r[m] is not None for r in rows)), "val_knn_top1")
     lines: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         if r[metric] is not None and x in r["params"]:
@@ -96,7 +139,7 @@ def plot(rows: list[dict[str, Any]], path: Path, x: str = "loss.temperature", gr
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, marker="o", label=f"{group}={label}")
     ax.set_xlabel(x)
-    ax.set_ylabel(("linear probe" if metric == "probe_top1" else "kNN") + " top-1 (%)")
+    ax.set_ylabel(f"{PLOTTED[metric]} (%)")
     ax.grid(alpha=0.3)
     if lines:
         ax.legend()

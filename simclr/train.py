@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
-from simclr.data import CIFAR10DataModule
-from simclr.errors import ConfigError
+from simclr.data import CIFAR10DataModule, SplitInCheckpoint
 from simclr.evaluate import probe_after_pretraining
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
@@ -27,24 +27,22 @@ from simclr.resilience import (
     resolve_ckpt_path,
 )
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
+from simclr.schema import validate
+from simclr.sweep import objective
 
 
 def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
     """The pretraining module from the config sections it uses, at the derived learning rate."""
     sections = ("model", "augmentation", "optimizer", "loss", "scheduler", "knn")
-    return SimCLRModule(**{s: OmegaConf.to_container(cfg[s], resolve=True) for s in sections}, lr=lr)
+    return SimCLRModule(**{s: OmegaConf.to_container(cfg[s], resolve=True) for s in sections}, lr=lr, seed=cfg.seed)
 
 
 def train_ssl(cfg: DictConfig) -> dict[str, float]:
     """Pretrains an encoder; checkpoints go to <output_dir>/checkpoints/. Returns the logged metrics."""
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
+    validate(cfg)  # the scripts validated before Hydra wrote anything; this is for direct callers
     derived = derive_run_values(cfg)
-    if cfg.probe.enabled and derived.world_size > 1:
-        raise ConfigError(
-            "probe.enabled=true probes on one device, but this run uses "
-            f"{derived.world_size} processes; probe afterwards with train_linear.py ckpt=<run>/checkpoints/last.ckpt"
-        )
     out = Path(cfg.paths.output_dir)
     resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)
     if resume is not None:
@@ -57,6 +55,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     callbacks = [
         checkpoint_callback(cfg, out),
         ConfigInCheckpoint(config, kind="pretrain"),
+        SplitInCheckpoint(),  # after ConfigInCheckpoint: adds the validation split's record to its config
         RNGStateInCheckpoint(),
         DivergenceGuard(cfg.divergence.check_every_n_steps),
         RunFigures(out),
@@ -74,10 +73,14 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         ) from e
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["pretrain_wall_s"] = time.perf_counter() - start
+    if datamodule.split is None:  # fitted in spawned processes (ddp_spawn): the split is the same here
+        datamodule.setup("fit")
+    split = datamodule.split.record()
     if cfg.probe.enabled:
-        metrics.update(probe_and_log(cfg, module, trainer, out))
+        metrics.update(probe_and_log(cfg, module, trainer, out, split))
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
+        write_results(out, metrics, split)
         log.info(
             "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
         )
@@ -100,10 +103,14 @@ def checkpoint_callback(cfg: DictConfig, out: Path) -> ModelCheckpoint:
     )
 
 
-def probe_and_log(cfg: DictConfig, module: SimCLRModule, trainer: pl.Trainer, out: Path) -> dict[str, float]:
-    """Probes the final encoder and sends its accuracy and confusion matrix to the run's loggers."""
-    probe = probe_after_pretraining(cfg, module.encoder, out, out / "checkpoints" / "last.ckpt")
+def probe_and_log(
+    cfg: DictConfig, module: SimCLRModule, trainer: pl.Trainer, out: Path, split: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Probes the final encoder and sends its accuracies and confusion matrix to the run's loggers."""
+    probe = probe_after_pretraining(cfg, module.encoder, out, out / "checkpoints" / "last.ckpt", split)
     metrics = {"probe/test_top1": probe["test_top1"], "probe/train_top1": probe["train_top1"]}
+    if probe["val_top1"] is not None:
+        metrics["probe/val_top1"] = probe["val_top1"]
     for lg in trainer.loggers:
         lg.log_metrics(metrics, step=trainer.global_step)
         lg.save()
@@ -112,7 +119,33 @@ def probe_and_log(cfg: DictConfig, module: SimCLRModule, trainer: pl.Trainer, ou
     return metrics
 
 
+def write_results(out: Path, metrics: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    """<run>/results.json: the final validation and test figures, the objective and the split they used."""
+    name, value = objective(metrics)
+    results = {
+        "selection": split["selection"],
+        "objective": value,
+        "objective_metric": name,
+        "val_knn_top1": metrics.get("val/knn_top1"),
+        "test_knn_top1": metrics.get("test/knn_top1"),
+        "probe_val_top1": metrics.get("probe/val_top1"),
+        "probe_test_top1": metrics.get("probe/test_top1"),
+        "final_loss": metrics.get("train/loss_epoch"),
+        "split": split,
+        "wall_s": metrics.get("wall_s"),
+    }
+    if split["selection"] == "test":
+        log.warning(
+            "data.val_size=0: the kNN monitor ran on the test split (test/knn_top1) and there is no validation "
+            "metric to select on; results.json records selection=test"
+        )
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def _fmt(metrics: dict[str, Any]) -> str:
     return ", ".join(
-        f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("train/loss_epoch", "val/", "probe/"))
+        f"{k}={v:.4f}"
+        for k, v in sorted(metrics.items())
+        if k.startswith(("train/loss_epoch", "val/", "test/", "probe/"))
     )

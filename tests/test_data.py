@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from simclr import data as data_mod
-from simclr.data import CIFAR10DataModule, load_split, read_batch_file
-from simclr.errors import DataError
+from simclr.data import CIFAR10DataModule, load_split, read_batch_file, validation_split
+from simclr.errors import ConfigError, DataError
 from tests.conftest import write_cifar10
 
 
@@ -144,6 +144,98 @@ def test_wrong_shapes(fresh_cifar_root: Path, data, labels, message: str) -> Non
 def test_batch_larger_than_dataset(cifar_root: Path) -> None:
     dm = CIFAR10DataModule(str(cifar_root), batch_size=512)
     with pytest.raises(DataError, match="data.batch_size=512 exceeds the 200 training images"):
+        dm.setup("fit")
+
+
+def _balanced_labels(per_class: int = 100, seed: int = 0) -> torch.Tensor:
+    labels = torch.arange(10).repeat_interleave(per_class)
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed_by_the_seed() -> None:
+    labels = _balanced_labels()
+    split = validation_split(labels, 200, seed=0)
+    assert torch.equal(torch.bincount(labels[split.val], minlength=10), torch.full((10,), 20))
+    assert torch.equal(torch.bincount(labels[split.train], minlength=10), torch.full((10,), 80))
+    assert not set(split.val.tolist()) & set(split.train.tolist())
+    assert torch.equal(torch.cat([split.train, split.val]).sort().values, torch.arange(1000))
+    again, other = validation_split(labels, 200, seed=0), validation_split(labels, 200, seed=1)
+    assert torch.equal(again.val, split.val) and again.record() == split.record()
+    assert len(set(other.val.tolist()) & set(split.val.tolist())) < 100  # another seed, another draw
+    assert other.record()["val_indices_sha256"] != split.record()["val_indices_sha256"]
+    assert split.record()["val_per_class"] == [20] * 10 and split.record()["selection"] == "val"
+
+
+def test_validation_split_not_divisible_by_the_classes() -> None:
+    labels = _balanced_labels()
+    per_class = torch.bincount(labels[validation_split(labels, 25, seed=3).val], minlength=10)
+    assert per_class.sum() == 25 and sorted(per_class.tolist()) == [2] * 5 + [3] * 5
+
+
+def test_no_validation_split() -> None:
+    split = validation_split(_balanced_labels(), 0, seed=0)
+    assert len(split.val) == 0 and torch.equal(split.train, torch.arange(1000))
+    assert split.record()["selection"] == "test"
+
+
+@pytest.mark.parametrize(
+    "val_size, message",
+    [
+        (1000, r"data\.val_size=1000 holds out all 1000 training images"),
+        (5, r"data\.val_size=5 leaves classes without validation images"),
+        (-1, r"data\.val_size=-1 must be an integer >= 0"),
+        (30, r"data\.val_size=30 leaves class 3 without training images"),
+    ],
+)
+def test_impossible_validation_sizes(val_size: int, message: str) -> None:
+    labels = _balanced_labels()
+    labels[labels == 3] = 4
+    labels[:3] = 3  # class 3 has three images: holding out three leaves it none to train on
+    with pytest.raises(ConfigError, match=message) as caught:
+        validation_split(labels, val_size, seed=0)
+    assert "\n" not in str(caught.value)
+
+
+def test_datamodule_holds_out_validation_images(cifar_root: Path) -> None:
+    dm = CIFAR10DataModule(str(cifar_root), batch_size=32, eval_batch_size=64, val_size=50, seed=0)
+    dm.setup("fit")
+    assert dm.monitor_split == "val"
+    bank, queries = dm.val_dataloader()
+    bank_idx, query_idx = (torch.cat([b[2] for b in loader]) for loader in (bank, queries))
+    assert torch.equal(query_idx, dm.split.val) and torch.equal(bank_idx, dm.split.train)
+    assert torch.bincount(dm.train_set.labels[query_idx], minlength=10).tolist() == [5] * 10
+    for images, labels, idx in queries:  # batches carry indices into the training split
+        assert torch.equal(images, dm.train_set.images[idx]) and torch.equal(labels, dm.train_set.labels[idx])
+    # Pretraining trains on every image (no labels used), the validation images included.
+    seen = torch.cat([b[2] for b in dm.train_dataloader()])
+    assert len(seen) == 192 and set(seen.tolist()) & set(dm.split.val.tolist())
+    # The probe trains on the rest only; its validation loader is the held-out set.
+    probe = CIFAR10DataModule(str(cifar_root), batch_size=32, val_size=50, seed=0, purpose="probe")
+    probe.setup("fit")
+    for images, labels, idx in probe.train_dataloader():
+        assert not set(idx.tolist()) & set(dm.split.val.tolist())
+        assert torch.equal(images, dm.train_set.images[idx]) and torch.equal(labels, dm.train_set.labels[idx])
+    assert len(probe.train_dataloader()) == 150 // 32
+    (val,) = probe.val_dataloader()
+    assert torch.equal(torch.cat([b[2] for b in val]), dm.split.val)
+
+
+def test_datamodule_without_validation_monitors_on_test(cifar_root: Path) -> None:
+    dm = CIFAR10DataModule(str(cifar_root), batch_size=32, val_size=0)
+    dm.setup("fit")
+    assert dm.monitor_split == "test" and dm.val_set is None
+    bank, queries = dm.val_dataloader()
+    assert sum(len(b[2]) for b in bank) == 200 and sum(len(b[2]) for b in queries) == 100
+    probe = CIFAR10DataModule(str(cifar_root), batch_size=32, val_size=0, purpose="probe")
+    probe.setup("fit")
+    assert probe.val_dataloader() == []
+
+
+def test_probe_batch_larger_than_what_is_left(cifar_root: Path) -> None:
+    dm = CIFAR10DataModule(str(cifar_root), batch_size=180, val_size=50, purpose="probe", batch_key="probe.batch_size")
+    with pytest.raises(
+        DataError, match="probe.batch_size=180 exceeds the 150 training images left after data.val_size"
+    ):
         dm.setup("fit")
 
 

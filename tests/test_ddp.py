@@ -29,7 +29,10 @@ def ddp_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     from tests.conftest import TINY_SSL, compose_config
 
     base = tmp_path_factory.mktemp("ddp")
-    cfg = compose_config("train_ssl", TINY_SSL + [f"data.root={cifar_root}", "data.download=false", "trainer=ddp_sim"])
+    # 51 held out: the 51 queries and the 149 bank images split unevenly over 2 ranks, so the evaluation
+    # shards are padded with a repeated image, which the monitor must drop.
+    overrides = [f"data.root={cifar_root}", "data.download=false", "trainer=ddp_sim", "data.val_size=51"]
+    cfg = compose_config("train_ssl", TINY_SSL + overrides)
     train_ssl(_with(cfg, base / "run", base / "record"))
     return base / "run", base / "record"
 
@@ -52,8 +55,40 @@ def test_global_and_per_device_batch_are_logged(ddp_run: tuple[Path, Path]) -> N
     hparams = (run / "hparams.yaml").read_text()
     assert "derived/global_batch: 32" in hparams and "derived/per_device_batch: 16" in hparams
     assert "derived/world_size: 2" in hparams
+    # The schedule counts this process's steps: 100 images per process in batches of 16 -> 6 per epoch.
+    assert "derived/total_steps: 12" in hparams and "derived/warmup_steps: 6" in hparams
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert any(r.get("val/knn_top1") for r in rows)
+
+
+def test_knn_monitor_across_ranks_equals_one_process(ddp_run: tuple[Path, Path], cifar_root: Path) -> None:
+    """Each rank embeds a shard (padded with repeats); gathered and deduplicated, the bank and the queries
+    are those of one process: the logged val/knn_top1 and test/knn_top1 are recomputed here exactly."""
+    from simclr.checkpoints import CONFIG_KEY, load_pretrained_encoder
+    from simclr.data import CIFAR10DataModule
+    from simclr.features import extract_features
+    from simclr.knn import knn_predict
+    from simclr.probe import LinearProbe
+
+    run, _ = ddp_run
+    encoder, config = load_pretrained_encoder(run / "checkpoints" / "last.ckpt")
+    dm = CIFAR10DataModule(str(cifar_root), batch_size=32, val_size=config["data"]["val_size"], seed=config["seed"])
+    dm.setup()
+    stored = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[CONFIG_KEY]
+    assert stored["split"] == dm.split.record()
+    normalize = LinearProbe(encoder).augment.normalize
+    train = extract_features(encoder, dm.train_set.images, normalize=normalize)
+    test = extract_features(encoder, dm.test_set.images, normalize=normalize)
+    bank, bank_labels = train[dm.split.train], dm.train_set.labels[dm.split.train]
+
+    def top1(query: torch.Tensor, labels: torch.Tensor) -> float:
+        return (knn_predict(query, bank, bank_labels, 10, **config["knn"]) == labels).float().mean().item()
+
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    logged_val = [float(r["val/knn_top1"]) for r in rows if r.get("val/knn_top1")][-1]
+    logged_test = [float(r["test/knn_top1"]) for r in rows if r.get("test/knn_top1")]
+    assert logged_val == pytest.approx(top1(train[dm.split.val], dm.train_set.labels[dm.split.val]), abs=1e-6)
+    assert logged_test == [pytest.approx(top1(test, dm.test_set.labels), abs=1e-6)]
 
 
 def test_ddp_checkpoint_probes_on_one_device(ddp_run: tuple[Path, Path], cifar_root: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ TINY = [
     "data.download=false",
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1",
+    "data.val_size=50",
 ]
 
 
@@ -55,6 +56,8 @@ def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
             f"data.root={cifar_root}",
             "data.download=false",
             "data.batch_size=32",
+            "data.val_size=50",
+            "probe.batch_size=32",
             "trainer.enable_progress_bar=false",
         ],
         tmp_path,

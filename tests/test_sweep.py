@@ -24,6 +24,9 @@ TINY = [
     "trainer.max_epochs=1",
     "trainer.check_val_every_n_epoch=1",
     "trainer.log_every_n_steps=1",
+    "data.val_size=50",
+    "probe.batch_size=32",
+    "probe.lr=0.05",
 ]
 
 
@@ -65,7 +68,12 @@ def test_two_by_two_sweep_with_probe_and_summary(cifar_root: Path, tmp_path: Pat
     assert {r["overrides"] for r in rows} == {
         f"loss.temperature={t} data.batch_size={b}" for t in ("0.2", "0.5") for b in ("16", "32")
     }
-    assert all(0 <= float(r["probe_top1"]) <= 1 and 0 <= float(r["knn_top1"]) <= 1 for r in rows)
+    for r in rows:  # validation and test figures side by side; the objective is the validation one
+        assert float(r["val_knn_top1"]) > 0.3 and float(r["test_knn_top1"]) > 0.3
+        assert float(r["probe_val_top1"]) > 0.3 and float(r["probe_test_top1"]) > 0.3
+        assert r["objective"] == r["probe_val_top1"] and r["selection"] == "val"
+    job = json.loads((sweep / "0" / "linear" / "final" / "results.json").read_text())
+    assert job["protocol"] == "cached_adam" and job["same_split_as_pretraining"] is True
     assert all(float(r["final_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
     assert (sweep / "summary.md").read_text().count("\n") == 6
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"

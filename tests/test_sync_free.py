@@ -27,6 +27,7 @@ TINY_DEFAULTS = [
     "model.head.out_dim=16",
     "trainer=cpu",
     "data.batch_size=8",
+    "data.val_size=50",
     "trainer.max_epochs=2",
     "trainer.check_val_every_n_epoch=2",  # the first epoch, recorded, ends without the kNN pass
 ]
