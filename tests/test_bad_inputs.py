@@ -14,6 +14,7 @@ import torch
 
 from simclr.errors import CheckpointError, ConfigError, DataError, SimCLRError
 from simclr.evaluate import train_linear
+from simclr.schema import validate
 from simclr.train import train_ssl
 from tests.conftest import TINY_SSL, compose_config, probe_config, write_cifar10
 
@@ -56,17 +57,25 @@ def files(tmp_path_factory: pytest.TempPathFactory, ssl_checkpoint: Path, cifar_
 
 
 def _ssl(root: str, *overrides: str) -> Callable[[Path], object]:
+    """train_ssl.py's job: the config validated (simclr.schema.validate, as the script does first), then run."""
+
     def run(out: Path) -> object:
         cfg = compose_config(
             "train_ssl", [*TINY_SSL, f"data.root={root}", "data.download=false", *overrides, f"paths.output_dir={out}"]
         )
+        validate(cfg)
         return train_ssl(cfg)
 
     return run
 
 
-def _probe(cifar_root: Path, ckpt: str) -> Callable[[Path], object]:
-    return lambda out: train_linear(probe_config(cifar_root, out, [f"ckpt={ckpt}"]))
+def _probe(cifar_root: Path, ckpt: str, *overrides: str) -> Callable[[Path], object]:
+    def run(out: Path) -> object:
+        cfg = probe_config(cifar_root, out, [f"ckpt={ckpt}", *overrides])
+        validate(cfg)
+        return train_linear(cfg)
+
+    return run
 
 
 CASES = {
@@ -112,6 +121,21 @@ CASES = {
         r"do not match the architecture .*resnet18",
     ),
     "temperature <= 0": (lambda f, r: _ssl(r, "loss.temperature=0"), ConfigError, r"loss\.temperature=0 must be > 0"),
+    "k=0 neighbours (a meaningless kNN accuracy)": (
+        lambda f, r: _ssl(r, "knn.k=0"),
+        ConfigError,
+        r"^knn\.k=0 must be an integer >= 1; neighbours that vote",
+    ),
+    "probe of zero epochs": (
+        lambda f, r: _probe(r, f["not_ckpt"], "probe.epochs=0"),
+        ConfigError,
+        r"^probe\.epochs=0 must be an integer >= 1",
+    ),
+    "momentum of 1 (never forgets)": (
+        lambda f, r: _ssl(r, "optimizer=sgd", "optimizer.momentum=1.0"),
+        ConfigError,
+        r"^optimizer\.momentum=1 must be in \[0, 1\)",
+    ),
     "batch size larger than the dataset": (
         lambda f, r: _ssl(r, "data.batch_size=512"),
         DataError,
