@@ -115,7 +115,7 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
 def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """Runs the check; (exit status, result record)."""
     from benchmarks import sync_check  # the module Hydra imports the callback from (this file may be __main__)
-    from simclr.train import train_ssl
+    from simclr.train_ssl import train_ssl
 
     with tempfile.TemporaryDirectory(prefix="simclr_sync_check_") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp) / "data"

@@ -11,7 +11,7 @@ Trailing arguments are Hydra overrides, composed exactly as `python train_ssl.py
 Rows; each one is warmed up for --warmup steps, then timed over --repeats windows of --steps steps with
 the device synchronised at each clock read only, and reported as the median window. views/s counts both
 views of every image; s/epoch is (50,000 // batch) steps of the row.
-  trainer.fit     `simclr.train.train_ssl(cfg)` itself, with the callbacks a user gets (progress bar, CSV
+  trainer.fit     `simclr.train_ssl.train_ssl(cfg)` itself, with the callbacks a user gets (progress bar, CSV
                   logger, divergence guard, checkpoints: `--no-checkpoint` removes these) and a timing
                   callback (`benchmarks.common.StepTimer`) added through `trainer.callbacks`. Full epochs
                   of the data, so an epoch end (a last.ckpt write) falls inside the windows as often as
@@ -120,7 +120,7 @@ def bench_fit(cfg: Any, args: argparse.Namespace, train_images: int) -> dict[str
     """The trainer.fit row: `train_ssl(cfg)` timed by `StepTimer` (seconds, views of both views)."""
     from benchmarks.common import StepTimer
     from simclr.runs import derive_run_values
-    from simclr.train import train_ssl
+    from simclr.train_ssl import train_ssl
 
     cfg = fit_config(cfg, args, train_images)
     derived = derive_run_values(cfg)
@@ -165,7 +165,7 @@ def build_bare(cfg: Any, device: torch.device) -> tuple[Any, torch.optim.Optimiz
 
     from simclr.optim import build_optimizer
     from simclr.runs import derive_run_values
-    from simclr.train import build_module
+    from simclr.train_ssl import build_module
 
     torch.manual_seed(int(cfg.seed))
     lr = derive_run_values(cfg).lr

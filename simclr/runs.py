@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +64,16 @@ def derive_run_values(cfg: DictConfig) -> DerivedValues:
     return DerivedValues(world_size=world, global_batch=batch, per_device_batch=batch // world, lr=lr)
 
 
-# Lightning advice that does not apply to this design: batches are slices of in-memory tensors (no
-# workers needed), augmentation lives in the module's on_after_batch_transfer on purpose, and the
-# probe's frozen encoder is in eval mode on purpose.
+# Lightning advice that does not apply to either job: evaluation batches are slices of in-memory
+# tensors (no workers needed), and augmentation lives in the modules' on_after_batch_transfer and
+# training_step on purpose. Advice that applies to one job only is silenced around that job's fit
+# (`probe_fit_warnings`), so that, say, a pretraining module left in eval mode still warns.
 _EXPECTED_WARNINGS = (
     r".*does not have many workers.*",
     r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+)
+# The probe's frozen encoder is in eval mode on purpose, and the probe validates in its test step.
+_PROBE_WARNINGS = (
     r".*module\(s\) in eval mode at the start of training.*",
     r".*`val_dataloader` but have no `validation_step`.*",
 )
@@ -76,6 +82,15 @@ _EXPECTED_WARNINGS = (
 def silence_expected_warnings() -> None:
     for pattern in _EXPECTED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+@contextlib.contextmanager
+def probe_fit_warnings() -> Iterator[None]:
+    """Silences, for the probe's fit only, the advice its frozen, eval-mode encoder draws."""
+    with warnings.catch_warnings():
+        for pattern in _PROBE_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:

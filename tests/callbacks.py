@@ -138,3 +138,10 @@ class CrashAt(pl.Callback):
     ) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"crash at step {self.step}")
+
+
+class HeadInEvalMode(pl.Callback):
+    """Leaves the projection head in eval mode when fitting starts: a bug Lightning should warn about."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        pl_module.head.eval()

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from simclr.errors import CheckpointError, ConfigError, DataError, SimCLRError
-from simclr.evaluate import train_linear
 from simclr.schema import validate
-from simclr.train import train_ssl
+from simclr.train_linear import train_linear
+from simclr.train_ssl import train_ssl
 from tests.conftest import TINY_SSL, compose_config, probe_config, write_cifar10
 
 

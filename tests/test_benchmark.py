@@ -80,7 +80,7 @@ def test_sync_check_runs_on_cpu_and_says_it_checked_nothing(tmp_path: Path) -> N
 
 
 def test_checkpoints_can_be_left_out_of_the_timed_run(tmp_path: Path) -> None:
-    from simclr.train import train_ssl
+    from simclr.train_ssl import train_ssl
 
     root = tmp_path / "data"
     write_cifar10(root, per_batch=16)

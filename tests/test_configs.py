@@ -13,7 +13,7 @@ from simclr.errors import ConfigError
 from simclr.optim import build_optimizer
 from simclr.runs import derive_run_values
 from simclr.schema import validate
-from simclr.train import build_module
+from simclr.train_ssl import build_module
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

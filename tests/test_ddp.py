@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.evaluate import train_linear
-from simclr.train import train_ssl
+from simclr.train_linear import train_linear
+from simclr.train_ssl import train_ssl
 from tests.conftest import probe_config
 
 
@@ -95,7 +95,7 @@ def test_ddp_checkpoint_probes_on_one_device(ddp_run: tuple[Path, Path], cifar_r
     run, _ = ddp_run
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch0000.ckpt", "epoch0001.ckpt", "last.ckpt"]
     results = train_linear(probe_config(cifar_root, tmp_path, [f"ckpt={run / 'checkpoints' / 'last.ckpt'}"]))
-    assert 0.0 <= results["test_top1"] <= 1.0
+    assert results["test_top1"] > 0.3 and results["val_top1"] > 0.3  # chance: 10%
 
 
 def test_ddp_run_resumes_from_saved_step(ddp_run: tuple[Path, Path], cifar_root: Path, tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
             f"ckpt={ckpt}",
             "trainer=cpu",
             "trainer.max_epochs=3",
+            "probe.lr=0.05",
             f"data.root={cifar_root}",
             "data.download=false",
             "data.batch_size=32",
@@ -68,7 +69,8 @@ def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
     results_files = list((tmp_path / "ssl_run" / "linear").glob("last_*/results.json"))
     assert len(results_files) == 1  # next to the pretraining run
     results = json.loads(results_files[0].read_text())
-    assert 0.0 <= results["test_top1"] <= 1.0 and results["ckpt"] == str(ckpt.resolve())
+    # Classes of the generated data differ in mean colour: chance is 10%, a working pipeline is far above.
+    assert results["test_top1"] > 0.3 and results["ckpt"] == str(ckpt.resolve())
     assert f"{100 * results['test_top1']:.2f}%" in summary[0]
 
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 from simclr.checkpoints import CONFIG_KEY, KIND_KEY
 from simclr.errors import CheckpointError
 from simclr.sweep import objective
-from simclr.train import train_ssl
+from simclr.train_ssl import train_ssl
 
 # The tiny dataset's classes have distinct mean colours: a kNN on the features of even a briefly trained
 # encoder is far above the 10% of chance (0.52 to 0.61 measured here), and one that mixes up indices or

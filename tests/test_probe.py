@@ -14,10 +14,10 @@ from omegaconf import open_dict
 from simclr.checkpoints import CONFIG_KEY, load_pretrained_encoder
 from simclr.data import CIFAR10DataModule
 from simclr.errors import CheckpointError, ConfigError
-from simclr.evaluate import train_linear
 from simclr.features import extract_features
 from simclr.nets import CifarResNet
 from simclr.probe import LinearProbe
+from simclr.train_linear import train_linear
 from tests.conftest import compose_config, probe_config
 
 WELL_ABOVE_CHANCE = 0.3  # classes of distinct mean colours: 10% is chance; 0.36 to 0.66 measured here

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from simclr.randomness import new_generator, process_seed
-from simclr.train import train_ssl
+from simclr.train_ssl import train_ssl
 from tests.conftest import TINY_SSL, compose_config
 
 EPOCHS = 3  # 200 images, global batch 32: 6 steps of 16 images per process and epoch

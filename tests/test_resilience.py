@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from simclr.errors import CheckpointError
 from simclr.resilience import AtomicCheckpointIO, DivergenceError, resolve_ckpt_path
-from simclr.train import train_ssl
+from simclr.train_ssl import train_ssl
 from tests.conftest import REPO, TINY_SSL
 
 EPOCHS = 4

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 from simclr.errors import ConfigError
 from simclr.optim import warmup_cosine
-from simclr.train import train_ssl
+from simclr.train_ssl import train_ssl
 
 # The tiny dataset: 200 training images, batch 32 -> 6 optimizer steps per epoch.
 STEPS_PER_EPOCH = 6

@@ -74,7 +74,7 @@ def test_two_by_two_sweep_with_probe_and_summary(cifar_root: Path, tmp_path: Pat
         assert r["objective"] == r["probe_val_top1"] and r["selection"] == "val"
     job = json.loads((sweep / "0" / "linear" / "final" / "results.json").read_text())
     assert job["protocol"] == "cached_adam" and job["same_split_as_pretraining"] is True
-    assert all(float(r["final_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
+    assert all(float(r["final_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)  # read, not defaulted
     assert (sweep / "summary.md").read_text().count("\n") == 6
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
     cli = subprocess.run([sys.executable, "-m", "simclr.sweep", str(sweep)], cwd=REPO, capture_output=True, text=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from simclr.train import train_ssl
+from simclr.train_ssl import train_ssl
 from tests.callbacks import RecordSyncs
 from tests.conftest import compose_config, write_cifar10
 

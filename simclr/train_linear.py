@@ -18,7 +18,7 @@ from simclr.errors import ConfigError
 from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
-from simclr.runs import build_trainer, output_dir, resolved_config
+from simclr.runs import build_trainer, output_dir, probe_fit_warnings, resolved_config
 from simclr.schema import validate
 
 PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
@@ -78,7 +78,8 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     trainer = build_trainer(cfg, callbacks)
     for lg in trainer.loggers:
         lg.log_hyperparams(config)
-    trainer.fit(probe, datamodule=datamodule)
+    with probe_fit_warnings():
+        trainer.fit(probe, datamodule=datamodule)
     train_top1 = float(trainer.callback_metrics["train/top1"])
     val_top1 = None
     if datamodule.val_set is not None:
