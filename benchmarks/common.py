@@ -6,6 +6,7 @@ one (`trainer.callbacks=[{_target_: ...}]`), so the benchmarks measure the run a
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import platform
@@ -222,3 +223,11 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def add_model_args(parser: argparse.ArgumentParser, overrides_help: str) -> None:
+    """The arguments both benchmark scripts take: Hydra overrides, then shortcuts for the usual ones."""
+    parser.add_argument("overrides", nargs="*", help=overrides_help)
+    parser.add_argument("--arch", help="model=ARCH (default: the config's, resnet18)")
+    parser.add_argument("--width", type=int, help="model.width (default: the config's)")
+    parser.add_argument("--batch", type=int, help="data.batch_size, images per step (default: the config's, 512)")

@@ -32,7 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `simclr` and `benchmarks`
 
-from benchmarks.common import compose_ssl_config, default_trainer_override, write_random_cifar10  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_model_args,
+    compose_ssl_config,
+    default_trainer_override,
+    write_random_cifar10,
+)
 
 SYNC_MESSAGE = "synchronizing CUDA operation"  # in the RuntimeError that sync debug mode "error" raises
 
@@ -173,10 +178,7 @@ def report(status: int, record: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("overrides", nargs="*", help="Hydra overrides for train_ssl")
-    p.add_argument("--arch", help="model=ARCH (default: the config's, resnet18)")
-    p.add_argument("--width", type=int, help="model.width (default: the config's)")
-    p.add_argument("--batch", type=int, help="data.batch_size (default: the config's, 512)")
+    add_model_args(p, "Hydra overrides for train_ssl")
     p.add_argument("--steps", type=int, default=30, help="training steps run")
     p.add_argument("--skip", type=int, default=2, help="first steps left unchecked (autotuning, optimizer state)")
     p.add_argument("--data-root", help="DIR/cifar-10-batches-py/ (default: random images in a temp dir)")

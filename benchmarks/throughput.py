@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from benchmarks.common import (  # noqa: E402
     CIFAR_TRAIN_IMAGES,
+    add_model_args,
     autocast_dtype,
     compose_ssl_config,
     config_device,
@@ -488,10 +489,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("overrides", nargs="*", help="Hydra overrides for train_ssl, e.g. experiment=resnet18_sgd")
-    p.add_argument("--arch", help="model=ARCH (default: the config's, resnet18)")
-    p.add_argument("--width", type=int, help="model.width (default: the config's)")
-    p.add_argument("--batch", type=int, help="data.batch_size, images per step (default: the config's, 512)")
+    add_model_args(p, "Hydra overrides for train_ssl, e.g. experiment=resnet18_sgd")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before the first window")
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--repeats", type=int, default=3, help="timed windows per row (the median is reported)")

@@ -48,6 +48,19 @@ def _recording(cfg):  # noqa: ANN001, ANN202
     return cfg
 
 
+def _plain_trainer(tmp_path: Path, max_epochs: int) -> pl.Trainer:
+    """A bare CPU Trainer: no logger, checkpoints, progress bar or summary."""
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+
+
 @pytest.mark.parametrize("mode", ["cached", "augmented"])
 def test_encoder_stays_frozen(cifar_root: Path, mode: str, tmp_path: Path) -> None:
     """Weights and BatchNorm running statistics are bit-identical after probe training."""
@@ -56,15 +69,7 @@ def test_encoder_stays_frozen(cifar_root: Path, mode: str, tmp_path: Path) -> No
     probe = LinearProbe(encoder, mode=mode, lr=1e-2)
     linear_before = probe.classifier[1].weight.detach().clone()
     dm = CIFAR10DataModule(str(cifar_root), batch_size=32, eval_batch_size=64, val_size=50, purpose="probe")
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _plain_trainer(tmp_path, max_epochs=2)
     trainer.fit(probe, datamodule=dm)
     after = encoder.state_dict()
     for name, value in before.items():
@@ -134,15 +139,7 @@ def test_cache_holds_each_image_at_its_index(cifar_root: Path, tmp_path: Path) -
     encoder = CifarResNet("resnet_tiny", width=4)
     probe = LinearProbe(encoder, mode="cached")
     dm = CIFAR10DataModule(str(cifar_root), batch_size=32, eval_batch_size=64, val_size=50, purpose="probe")
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _plain_trainer(tmp_path, max_epochs=1)
     trainer.fit(probe, datamodule=dm)
     trainer.test(probe, datamodule=dm, verbose=False)
     for split, dataset in (("train", dm.train_set), ("test", dm.test_set)):
