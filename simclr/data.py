@@ -14,20 +14,17 @@ kNN monitor and the probe are validated on them; the test split is evaluated onc
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from simclr.checkpoints import CONFIG_KEY
 from simclr.device_batches import DeviceBatches
-from simclr.errors import ConfigError, DataError
+from simclr.errors import DataError
+from simclr.splits import ValidationSplit, validation_split
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -96,91 +93,6 @@ def download(root: str | Path) -> None:
         ) from e
 
 
-@dataclass(frozen=True)
-class ValidationSplit:
-    """The training split cut in two: `train` (the rest: kNN bank, probe training) and `val` (held out).
-
-    Both are sorted int64 indices into the training split; `record()` describes the split for
-    results.json and checkpoints (sizes, images per class, a hash of the validation indices).
-    """
-
-    train: torch.Tensor
-    val: torch.Tensor
-    seed: int
-    val_per_class: list[int] = field(default_factory=list)
-
-    @property
-    def val_size(self) -> int:
-        return len(self.val)
-
-    def record(self) -> dict[str, Any]:
-        digest = hashlib.sha256(self.val.numpy().astype("<i8").tobytes()).hexdigest()[:16]
-        return {
-            "val_size": self.val_size,
-            "train_size": len(self.train),
-            "seed": self.seed,
-            "val_per_class": list(self.val_per_class),
-            "val_indices_sha256": digest,
-            "selection": "val" if self.val_size else "test",
-        }
-
-
-def validation_split(labels: torch.Tensor, val_size: int, seed: int, num_classes: int = NUM_CLASSES) -> ValidationSplit:
-    """Holds `val_size` images of the labelled training split out for validation, stratified by class.
-
-    Every class gives val_size // num_classes images; when val_size is not a multiple of num_classes,
-    the remaining val_size % num_classes images come one each from that many classes drawn at random.
-    Within a class the images are drawn at random. All draws come from one CPU generator seeded by
-    `seed` alone, so the split is a deterministic function of (seed, val_size, labels): the same in
-    `train_ssl.py` and `train_linear.py`, on any device and any number of processes. val_size=0 gives
-    no validation set (the rest is the whole split).
-
-    Raises ConfigError (naming data.val_size) when val_size is negative, leaves no training image, is
-    below num_classes (a class without validation images) or takes every image of some class.
-    """
-    n = len(labels)
-    if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size < 0:
-        raise ConfigError(f"data.val_size={val_size!r} must be an integer >= 0 (0: no validation split)")
-    if val_size == 0:
-        return ValidationSplit(torch.arange(n), torch.zeros(0, dtype=torch.long), seed, [0] * num_classes)
-    if val_size >= n:
-        raise ConfigError(
-            f"data.val_size={val_size} holds out all {n} training images; it must be smaller than {n} "
-            f"(the default 5000 suits the 50,000 CIFAR-10 images), or 0 to monitor on the test split"
-        )
-    if val_size < num_classes:
-        raise ConfigError(
-            f"data.val_size={val_size} leaves classes without validation images: the split is stratified, "
-            f"so it needs at least one image of each of the {num_classes} classes (data.val_size>={num_classes}), "
-            f"or 0 for no validation split"
-        )
-    counts = torch.bincount(labels, minlength=num_classes)
-    gen = torch.Generator().manual_seed(_split_seed(seed))
-    quota = torch.full((num_classes,), val_size // num_classes, dtype=torch.long)
-    quota[torch.randperm(num_classes, generator=gen)[: val_size % num_classes]] += 1
-    short = [c for c in range(num_classes) if quota[c] >= counts[c]]
-    if short:
-        c = short[0]
-        largest = num_classes * (int(counts.min()) - 1)
-        raise ConfigError(
-            f"data.val_size={val_size} leaves class {c} without training images (it has {int(counts[c])} "
-            f"images and {int(quota[c])} would be held out); use data.val_size<={largest}, or 0"
-        )
-    val = []
-    for c in range(num_classes):
-        members = (labels == c).nonzero().squeeze(1)
-        val.append(members[torch.randperm(len(members), generator=gen)[: int(quota[c])]])
-    val_idx = torch.cat(val).sort().values
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[val_idx] = False
-    return ValidationSplit(keep.nonzero().squeeze(1), val_idx, seed, quota.tolist())
-
-
-def _split_seed(seed: int) -> int:
-    """The split's generator seed: a function of the run's seed, apart from the epochs' permutations."""
-    return (seed * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D) % (2**63 - 1)
-
-
 class TensorBatches(Dataset):
     """Images, labels and indices held as tensors; `__getitems__` returns a whole batch at once.
 
@@ -223,18 +135,6 @@ class _SubsetBatches:
 def _keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """collate_fn for `TensorBatches.__getitems__`: the batch is already stacked."""
     return batch
-
-
-class SplitInCheckpoint(pl.Callback):
-    """Adds the data module's validation split record to the config stored in every checkpoint.
-
-    Put it after `ConfigInCheckpoint` in the callbacks (it extends `simclr_config` with `split`).
-    """
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        split = getattr(trainer.datamodule, "split", None)
-        if split is not None and isinstance(checkpoint.get(CONFIG_KEY), dict):
-            checkpoint[CONFIG_KEY] = {**checkpoint[CONFIG_KEY], "split": split.record()}
 
 
 PURPOSES = ("pretrain", "probe")
@@ -305,7 +205,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         images, labels = load_split(self.root, train=True)
-        split = validation_split(labels, self.val_size, self.seed)
+        split = validation_split(labels, self.val_size, self.seed, NUM_CLASSES)
         trained_on = len(labels) if self.purpose == "pretrain" else len(split.train)
         if self.batch_size > trained_on:
             what = "training images" if self.purpose == "pretrain" else "training images left after data.val_size"

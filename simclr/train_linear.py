@@ -13,13 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from simclr.checkpoints import ConfigInCheckpoint, load_pretrained_encoder
-from simclr.data import CIFAR10DataModule, SplitInCheckpoint
+from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, probe_fit_warnings, resolved_config
 from simclr.schema import validate
+from simclr.splits import SplitInCheckpoint
 
 PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
 

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
-from simclr.data import CIFAR10DataModule, SplitInCheckpoint
+from simclr.data import CIFAR10DataModule
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
 from simclr.resilience import (
@@ -27,6 +27,7 @@ from simclr.resilience import (
 )
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 from simclr.schema import validate
+from simclr.splits import SplitInCheckpoint
 from simclr.sweep import objective
 from simclr.train_linear import probe_after_pretraining
 

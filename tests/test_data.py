@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from simclr import data as data_mod
-from simclr.data import CIFAR10DataModule, load_split, read_batch_file, validation_split
+from simclr.data import CIFAR10DataModule, load_split, read_batch_file
 from simclr.errors import ConfigError, DataError
+from simclr.splits import validation_split
 from tests.conftest import write_cifar10
 
 
