@@ -102,6 +102,7 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
         f"data.root={root}",
         "data.download=false",
         *([] if args.data_root else ["data.val_size=0"]),  # random images and labels: nothing to validate
+        "trainer.limit_val_batches=0",  # no kNN pass: it is not what is measured, and random labels mean nothing
         *args.overrides,
     ]
     cfg = compose_ssl_config(overrides, out)

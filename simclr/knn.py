@@ -20,9 +20,11 @@ def knn_predict(
 
     Cosine similarity; each of the k nearest neighbours votes for its class with weight
     exp(similarity / temperature). Queries are processed in chunks to bound memory at chunk x N.
+    A k larger than the bank is an error, not a silent clamp: it would be a different classifier.
     """
+    if not 1 <= k <= bank.shape[0]:
+        raise ValueError(f"k={k} neighbours must lie in 1..{bank.shape[0]}, the size of the bank")
     bank = F.normalize(bank.float(), dim=1)
-    k = min(k, bank.shape[0])
     preds = []
     for q in F.normalize(query.float(), dim=1).split(chunk):
         sim, idx = (q @ bank.T).topk(k, dim=1)

@@ -13,6 +13,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from simclr import randomness
 from simclr.augment import AugmentParams, build_augment
 from simclr.data import NUM_CLASSES, TensorBatches
+from simclr.errors import ConfigError
 from simclr.features import extract_features
 from simclr.knn import knn_predict
 from simclr.loss import NTXentLoss
@@ -105,11 +106,22 @@ class SimCLRModule(pl.LightningModule):
         return loss
 
     def on_fit_start(self) -> None:
+        self._check_knn_bank()
         rank, world = self.trainer.global_rank, self.trainer.world_size
         self.generator = randomness.new_generator(self.hparams.seed, rank, self.device)
         if self._saved_generators is not None:
             randomness.restore(self.generator, self._saved_generators, self.hparams.seed, rank, world, self.global_step)
             self._saved_generators = None
+
+    def _check_knn_bank(self) -> None:
+        """Refuses, before the first step, a monitor asking for more neighbours than its bank holds."""
+        bank = getattr(self.trainer.datamodule, "fit_set", None)
+        k = self.hparams.knn.get("k", 200)
+        if bank is not None and self.trainer.limit_val_batches != 0 and k > len(bank):
+            raise ConfigError(
+                f"knn.k={k} asks for more neighbours than the {len(bank)} images of the kNN bank (the training "
+                f"split minus data.val_size); lower knn.k, e.g. knn.k={min(200, len(bank))}"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.generator is not None:

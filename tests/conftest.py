@@ -84,6 +84,7 @@ TINY_SSL = [
     "scheduler.warmup_epochs=1",
     "trainer.log_every_n_steps=1",
     "data.val_size=50",  # 5 images per class of the ~20 each class has here held out for validation
+    "knn.k=20",  # the kNN bank holds the other 150
 ]
 
 

@@ -87,7 +87,7 @@ def test_checkpoints_can_be_left_out_of_the_timed_run(tmp_path: Path) -> None:
     cfg = compose_config(
         "train_ssl",
         ["trainer=cpu", "model=resnet_tiny", "model.width=4", "data.batch_size=16", f"data.root={root}"]
-        + ["data.val_size=20"]
+        + ["data.val_size=20", "knn.k=20"]
         + ["data.download=false", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"],
     )
     with open_dict(cfg):

@@ -21,6 +21,7 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1",
     "data.val_size=50",
+    "knn.k=20",
 ]
 
 

@@ -28,7 +28,7 @@ def brute_force(query: list[list[float]], bank: list[list[float]], labels: list[
     return predictions
 
 
-@pytest.mark.parametrize("k, temperature, chunk", [(20, 0.1, 7), (5, 0.5, 1024), (500, 0.07, 16)])
+@pytest.mark.parametrize("k, temperature, chunk", [(20, 0.1, 7), (5, 0.5, 1024), (300, 0.07, 16)])
 def test_knn_predict_equals_the_loop(k: int, temperature: float, chunk: int) -> None:
     gen = torch.Generator().manual_seed(k)
     query, bank = torch.randn(60, 16, generator=gen), torch.randn(300, 16, generator=gen)
@@ -47,3 +47,10 @@ def test_votes_are_weighted() -> None:
     weighted = knn_predict(query, bank, labels, 10, k=50, temperature=0.05).tolist()
     uniform = brute_force(query.double().tolist(), bank.double().tolist(), labels.tolist(), 10, 50, 1e6)
     assert weighted != uniform
+
+
+@pytest.mark.parametrize("k", [0, 301])
+def test_k_outside_the_bank_is_refused_not_clamped(k: int) -> None:
+    bank = torch.randn(300, 16)
+    with pytest.raises(ValueError, match=rf"k={k} neighbours must lie in 1\.\.300"):
+        knn_predict(torch.randn(4, 16), bank, torch.zeros(300, dtype=torch.long), 10, k=k)

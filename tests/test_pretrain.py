@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from simclr.checkpoints import CONFIG_KEY, KIND_KEY
-from simclr.errors import CheckpointError
+from simclr.errors import CheckpointError, ConfigError
 from simclr.sweep import objective
 from simclr.train_ssl import train_ssl
 
@@ -130,3 +130,11 @@ def test_tensorboard_logger_uses_the_same_metric_names(ssl_cfg: DictConfig) -> N
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss_step", "train/loss_epoch", "train/lr", "val/knn_top1", "test/knn_top1", "time/epoch_s"} <= tags
+
+
+def test_more_neighbours_than_the_knn_bank_is_refused_before_training(ssl_cfg: DictConfig) -> None:
+    with open_dict(ssl_cfg):
+        ssl_cfg.knn.k = 151  # the bank: 200 training images minus 50 held out
+    with pytest.raises(ConfigError, match=r"knn.k=151 asks for more neighbours than the 150 images of the kNN bank"):
+        train_ssl(ssl_cfg)
+    assert not (Path(ssl_cfg.paths.output_dir) / "checkpoints").exists()

@@ -244,6 +244,7 @@ TINY_SWEEP = [
     "data.batch_size=32",
     "data.eval_batch_size=64",
     "data.val_size=50",
+    "knn.k=20",
     "trainer.max_epochs=1",
     "trainer.check_val_every_n_epoch=1",
     "trainer.enable_progress_bar=false",

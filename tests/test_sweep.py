@@ -25,6 +25,7 @@ TINY = [
     "trainer.check_val_every_n_epoch=1",
     "trainer.log_every_n_steps=1",
     "data.val_size=50",
+    "knn.k=20",
     "probe.batch_size=32",
     "probe.lr=0.05",
 ]

@@ -28,6 +28,7 @@ TINY_DEFAULTS = [
     "trainer=cpu",
     "data.batch_size=8",
     "data.val_size=50",
+    "knn.k=20",
     "trainer.max_epochs=2",
     "trainer.check_val_every_n_epoch=2",  # the first epoch, recorded, ends without the kNN pass
 ]
