@@ -118,20 +118,6 @@ class TensorBatches(Dataset):
         return self.images[idx], self.labels[idx], idx
 
 
-class _SubsetBatches:
-    """`DeviceBatches` over a subset, reporting indices into the full split instead of subset positions."""
-
-    def __init__(self, batches: DeviceBatches, ids: torch.Tensor) -> None:
-        self.batches, self.ids = batches, ids
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):  # noqa: ANN204 - an iterator of (images, labels, indices)
-        for images, labels, positions in self.batches:
-            yield images, labels, self.ids[positions]
-
-
 def _keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """collate_fn for `TensorBatches.__getitems__`: the batch is already stacked."""
     return batch
@@ -189,7 +175,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
         self.split: ValidationSplit | None = None
-        self._train_batches: DeviceBatches | _SubsetBatches | None = None
+        self._train_batches: DeviceBatches | None = None
         self._train_batches_key: tuple | None = None
 
     @property
@@ -231,7 +217,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DeviceBatches | _SubsetBatches:
+    def train_dataloader(self) -> DeviceBatches:
         """Shuffled batches of this process's shard, on the Trainer's device (the CPU without a Trainer).
 
         Pretraining: all training images. Probe: the training images minus the validation set (the
@@ -246,17 +232,16 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if self._train_batches is None or self._train_batches_key != key:
             self._train_batches_key = key
             subset = self.purpose == "probe" and self.split.val_size > 0
-            rows = self.split.train if subset else slice(None)
-            batches = DeviceBatches(
-                self.train_set.images[rows].to(device),
-                self.train_set.labels[rows].to(device),
+            self._train_batches = DeviceBatches(
+                self.train_set.images.to(device),
+                self.train_set.labels.to(device),
                 batch_size=self.batch_size,
                 seed=self.seed,
                 rank=rank,
                 world_size=world,
                 epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
+                ids=self.split.train if subset else None,
             )
-            self._train_batches = _SubsetBatches(batches, self.split.train.to(device)) if subset else batches
         return self._train_batches
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -28,8 +28,10 @@ class DeviceBatches:
         images: uint8 (N, 3, H, W), on the device the batches should be on. labels: int64 (N,).
         batch_size: images per batch on this process. seed: the run's seed.
         epoch: returns the current epoch (the Trainer's); without it each `iter()` is the next epoch.
+        ids: int64 (M,), the rows of the split to cover (the probe's training images without the
+            validation set); None covers all N. The permutation is over these M rows.
 
-    Yields: images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,) into the split.
+    Yields: images uint8 (B, 3, H, W), labels int64 (B,), indices int64 (B,) into the whole split.
     """
 
     def __init__(
@@ -41,25 +43,30 @@ class DeviceBatches:
         rank: int = 0,
         world_size: int = 1,
         epoch: Callable[[], int] | None = None,
+        ids: torch.Tensor | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         self.images, self.labels = images, labels.to(images.device)
+        self.ids = ids.to(images.device) if ids is not None else None
+        self._rows = len(ids) if ids is not None else len(labels)
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self._epoch_fn = epoch
         self._iterations = 0
 
     def __len__(self) -> int:
-        return (len(self.labels) // self.world_size) // self.batch_size
+        return (self._rows // self.world_size) // self.batch_size
 
     def permutation(self, epoch: int) -> torch.Tensor:
-        """This process's shard of epoch `epoch`'s permutation: int64 (N // world_size,), on the device."""
+        """This process's shard of epoch `epoch`'s permutation, as rows of the whole split: int64
+        (M // world_size,), on the device."""
         device = self.images.device
         gen = torch.Generator(device=device).manual_seed(_mix(self.seed, epoch))
-        order = torch.randperm(len(self.labels), generator=gen, device=device)
+        order = torch.randperm(self._rows, generator=gen, device=device)
         per_rank = len(order) // self.world_size
-        return order[self.rank : per_rank * self.world_size : self.world_size]
+        shard = order[self.rank : per_rank * self.world_size : self.world_size]
+        return self.ids[shard] if self.ids is not None else shard
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self._epoch_fn() if self._epoch_fn is not None else self._iterations

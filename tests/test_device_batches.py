@@ -64,3 +64,16 @@ def test_cutting_a_batch_makes_no_copy_through_the_host_and_no_synchronisation()
     _, rec = count_ops(next, loader)
     assert rec.syncs == [] and "_to_copy" not in rec.ops
     assert rec.op_count <= 2  # one gather for the images, one for the labels
+
+
+def test_a_subset_is_shuffled_alone_and_reported_by_its_rows_in_the_split() -> None:
+    images, labels = _split()
+    ids = torch.arange(0, N, 2)  # 52 rows: the probe's training images without a validation set
+    loader = DeviceBatches(images, labels, batch_size=10, seed=0, ids=ids)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 52 // 10
+    for x, y, idx in batches:
+        assert set(idx.tolist()) <= set(ids.tolist())
+        assert torch.equal(x, images[idx]) and torch.equal(y, labels[idx])
+    seen = torch.cat([idx for _, _, idx in batches])
+    assert len(seen.unique()) == 50
