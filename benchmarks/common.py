@@ -65,6 +65,25 @@ def default_trainer_override(overrides: list[str]) -> list[str]:
     return ["trainer=gpu" if torch.cuda.is_available() else "trainer=cpu"]
 
 
+def benchmark_overrides(args: argparse.Namespace, root: Path, *extra: str) -> list[str]:
+    """The overrides both benchmark scripts compose `train_ssl` with: the device's trainer, the
+    --arch/--width/--batch shortcuts, the data in `root`, the kNN pass off (it is not what is measured;
+    with random images there are no labels to validate either), then the user's own overrides."""
+    shorthand = [f"model={args.arch}"] if args.arch else []
+    shorthand += [f"model.width={args.width}"] if args.width else []
+    shorthand += [f"data.batch_size={args.batch}"] if args.batch else []
+    return [
+        *default_trainer_override(args.overrides),
+        *shorthand,
+        *extra,
+        f"data.root={root}",
+        "data.download=false",
+        *([] if args.data_root else ["data.val_size=0"]),
+        "trainer.limit_val_batches=0",
+        *args.overrides,
+    ]
+
+
 def compose_ssl_config(overrides: list[str], output_dir: str | Path) -> Any:
     """The `train_ssl` config composed as `python train_ssl.py OVERRIDES` would compose it, writing to output_dir."""
     from hydra import compose, initialize_config_dir

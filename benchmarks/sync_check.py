@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from benchmarks.common import (  # noqa: E402
     add_model_args,
+    benchmark_overrides,
     compose_ssl_config,
-    default_trainer_override,
     write_random_cifar10,
 )
 
@@ -93,18 +93,7 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
     """The user's config for one epoch of --steps steps, kNN off, with the SyncDebug callback."""
     from omegaconf import open_dict
 
-    shorthand = [f"model={args.arch}"] if args.arch else []
-    shorthand += [f"model.width={args.width}"] if args.width else []
-    shorthand += [f"data.batch_size={args.batch}"] if args.batch else []
-    overrides = [
-        *default_trainer_override(args.overrides),
-        *shorthand,
-        f"data.root={root}",
-        "data.download=false",
-        *([] if args.data_root else ["data.val_size=0"]),  # random images and labels: nothing to validate
-        "trainer.limit_val_batches=0",  # no kNN pass: it is not what is measured, and random labels mean nothing
-        *args.overrides,
-    ]
+    overrides = benchmark_overrides(args, root)
     cfg = compose_ssl_config(overrides, out)
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1

@@ -58,9 +58,9 @@ from benchmarks.common import (  # noqa: E402
     CIFAR_TRAIN_IMAGES,
     add_model_args,
     autocast_dtype,
+    benchmark_overrides,
     compose_ssl_config,
     config_device,
-    default_trainer_override,
     environment,
     sync,
     time_windows,
@@ -391,23 +391,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from simclr.data import load_split
 
-    shorthand = [f"model={args.arch}"] if args.arch else []
-    shorthand += [f"model.width={args.width}"] if args.width else []
-    shorthand += [f"data.batch_size={args.batch}"] if args.batch else []
-    shorthand += ["model.compile=true"] if args.compile else []
     with tempfile.TemporaryDirectory(prefix="simclr_throughput_") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp) / "data"
         if not args.data_root:
             write_random_cifar10(root, args.images)
-        overrides = [
-            *default_trainer_override(args.overrides),
-            *shorthand,
-            f"data.root={root}",
-            "data.download=false",
-            *([] if args.data_root else ["data.val_size=0"]),  # random labels: nothing to validate
-            "trainer.limit_val_batches=0",  # no kNN pass: it is not what is measured, and random labels mean nothing
-            *args.overrides,
-        ]
+        overrides = benchmark_overrides(args, root, *(["model.compile=true"] if args.compile else []))
         cfg = compose_ssl_config(overrides, Path(tmp) / "run")
         device = config_device(cfg)
         images = load_split(root, train=True)[0]
