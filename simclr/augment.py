@@ -424,5 +424,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
 
 def build_augment(cfg: dict) -> SimCLRAugment:
     """SimCLRAugment from an `augmentation` config mapping (lists become tuples)."""
+    pipeline_keys = ("backend", "num_workers")  # which pipeline makes the views, not how: read elsewhere
     kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(cfg).items()}
+    kwargs = {k: v for k, v in kwargs.items() if k not in pipeline_keys}
     return SimCLRAugment(**kwargs)

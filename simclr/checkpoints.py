@@ -89,3 +89,36 @@ def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, An
         )
     encoder.load_state_dict(weights)
     return encoder, config
+
+
+# Values of model keys that checkpoints written before the key existed were trained with.
+LEGACY_MODEL_DEFAULTS = {"head.output_norm": "none"}
+MODEL_SHAPE_KEYS = ("arch", "width", "head.hidden_dim", "head.out_dim", "head.num_layers", "head.batch_norm")
+
+
+def check_resumable(path: str | Path, ckpt: dict[str, Any], model: dict[str, Any]) -> None:
+    """Refuses to resume a pretraining checkpoint into a network the config builds differently.
+
+    `model` is this run's resolved `model` section. A key the checkpoint's config lacks was written
+    before the key existed and takes its value from LEGACY_MODEL_DEFAULTS (e.g. a head without an
+    output BatchNorm); the error names the override that resumes the checkpoint as it was trained.
+    """
+    saved = ckpt[CONFIG_KEY].get("model", {})
+    for key in (*MODEL_SHAPE_KEYS, *LEGACY_MODEL_DEFAULTS):
+        was, now = _lookup(saved, key, LEGACY_MODEL_DEFAULTS.get(key)), _lookup(model, key, None)
+        if was != now:
+            legacy = key in LEGACY_MODEL_DEFAULTS and _lookup(saved, key, None) is None
+            when = " (it was written before that option existed)" if legacy else ""
+            raise CheckpointError(
+                f"{path} holds a network with model.{key}={was}{when}, but this run builds model.{key}={now}; "
+                f"resume it with model.{key}={was}"
+            )
+
+
+def _lookup(section: dict[str, Any], dotted: str, default: Any) -> Any:
+    node: Any = section
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node

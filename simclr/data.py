@@ -5,7 +5,9 @@ into the split the images come from (the training split or the test split), what
 covers. Training batches are cut on the training device from a copy of the images held there
 (`DeviceBatches`); evaluation batches are cut from the in-memory tensors with one indexing operation per
 batch (the dataset implements `__getitems__`). Neither does per-image Python work; augmentation happens
-on the device, in the LightningModule.
+on the device, in the LightningModule. The one exception is the reference path,
+`augmentation.backend=torchvision` (`views`): training batches are then two views per image made by
+torchvision transforms in CPU workers (`simclr.torchvision_views`), in the same order.
 
 Selection never sees the test split: `data.val_size` images of the labelled training split
 (`validation_split`: stratified by class, fixed by the seed) are held out as the validation set. The
@@ -15,7 +17,9 @@ kNN monitor and the probe are validated on them; the test split is evaluated onc
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -25,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from simclr.device_batches import DeviceBatches
 from simclr.errors import DataError
 from simclr.splits import ValidationSplit, validation_split
+from simclr.torchvision_views import PerImageBatches
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -146,6 +151,10 @@ class CIFAR10DataModule(pl.LightningDataModule):
     device, shuffled there each epoch from `seed` and the epoch, sharded over processes, and the last
     incomplete batch is dropped (SimCLR's loss depends on the batch size). Evaluation loaders use
     `eval_batch_size`, keep dataset order and drop nothing.
+
+    views: a per-image transform (PIL image -> float tensor) for the reference path
+        (`augmentation.backend=torchvision`): training batches are then (view1, view2, labels, indices)
+        made in `view_workers` CPU processes, in the same order as the device batches.
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class CIFAR10DataModule(pl.LightningDataModule):
         val_size: int = 0,
         purpose: str = "pretrain",
         batch_key: str = "data.batch_size",
+        views: Callable[[Any], torch.Tensor] | None = None,
+        view_workers: int = 2,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -170,6 +181,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.seed, self.val_size, self.purpose, self.batch_key = int(seed), val_size, purpose, batch_key
+        if views is not None and purpose != "pretrain":
+            raise ValueError("per-image views (augmentation.backend=torchvision) are for pretraining only")
+        self.views, self.view_workers = views, int(view_workers)
         self.train_set: TensorBatches | None = None
         self.fit_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
@@ -217,7 +231,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DeviceBatches:
+    def train_dataloader(self) -> DeviceBatches | PerImageBatches:
         """Shuffled batches of this process's shard, on the Trainer's device (the CPU without a Trainer).
 
         Pretraining: all training images. Probe: the training images minus the validation set (the
@@ -231,6 +245,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         key = (id(trainer), device, rank, world)
         if self._train_batches is None or self._train_batches_key != key:
             self._train_batches_key = key
+            if self.views is not None:
+                self._train_batches = self._per_image_batches(rank, world, trainer, device)
+                return self._train_batches
             subset = self.purpose == "probe" and self.split.val_size > 0
             self._train_batches = DeviceBatches(
                 self.train_set.images.to(device),
@@ -243,6 +260,23 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 ids=self.split.train if subset else None,
             )
         return self._train_batches
+
+    def _per_image_batches(
+        self, rank: int, world: int, trainer: pl.Trainer | None, device: torch.device
+    ) -> PerImageBatches:
+        """The reference path: two views per image made by `self.views` in `view_workers` CPU processes."""
+        return PerImageBatches(
+            self.train_set.images,
+            self.train_set.labels,
+            self.views,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
+            workers=self.view_workers,
+            pin_memory=self.pin_memory and device.type == "cuda",
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         """Pretraining: [kNN bank, kNN queries]. Probe: [validation set], or [] when data.val_size=0."""

@@ -62,21 +62,25 @@ class DeviceBatches:
         """This process's shard of epoch `epoch`'s permutation, as rows of the whole split: int64
         (M // world_size,), on the device."""
         device = self.images.device
-        gen = torch.Generator(device=device).manual_seed(_mix(self.seed, epoch))
+        gen = torch.Generator(device=device).manual_seed(mix_seed(self.seed, epoch))
         order = torch.randperm(self._rows, generator=gen, device=device)
         per_rank = len(order) // self.world_size
         shard = order[self.rank : per_rank * self.world_size : self.world_size]
         return self.ids[shard] if self.ids is not None else shard
 
-    def __iter__(self) -> Iterator[Batch]:
+    def next_epoch(self) -> int:
+        """The epoch of the pass about to start: the Trainer's, or else the count of passes so far."""
         epoch = self._epoch_fn() if self._epoch_fn is not None else self._iterations
         self._iterations += 1
-        shard = self.permutation(epoch)
+        return epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        shard = self.permutation(self.next_epoch())
         for i in range(len(self)):
             idx = shard[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx], idx
 
 
-def _mix(seed: int, epoch: int) -> int:
+def mix_seed(seed: int, epoch: int) -> int:
     """One 63-bit generator seed per (seed, epoch), distinct for distinct pairs in practice."""
     return (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + 1) % (2**63 - 1)

@@ -79,18 +79,50 @@ class CifarResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
+OUTPUT_NORMS = ("affine", "scale", "none")
+
+
+class ScaleBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm with a learnt scale and no shift: the official SimCLR code's output normalisation
+    (TensorFlow's `BatchNormalization(center=False)`). Its only parameter is `weight`, initialised to 1.
+
+    Shape: (B, C) -> (B, C).
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features, affine=False)
+        self.weight = nn.Parameter(torch.ones(num_features))  # F.batch_norm takes a weight without a bias
+
+
 class ProjectionHead(nn.Module):
-    """SimCLR's MLP head: (Linear -> BN -> ReLU) x (num_layers - 1) -> Linear.
+    """SimCLR's MLP head: (Linear -> BN -> ReLU) x (num_layers - 1) -> Linear -> output norm.
+
+    Args:
+        in_dim: encoder feature width. hidden_dim, out_dim: widths of the hidden and output layers.
+        num_layers: linear layers (2: SimCLR v1's MLP; 3: SimCLR v2's; 1: a linear head).
+        batch_norm: BatchNorm1d after each hidden linear layer (then the layer has no bias).
+        output_norm: BatchNorm1d on the output, as the reference implementations build it:
+            "affine" (scale and shift; lightly), "scale" (scale only; the official SimCLR code),
+            "none" (a linear output with bias, the v1 paper's head). With a norm the output layer has
+            no bias: the norm would cancel it.
 
     Shape: features (B, in_dim) -> projections (B, out_dim).
     """
 
     def __init__(
-        self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, num_layers: int = 2, batch_norm: bool = True
+        self,
+        in_dim: int,
+        hidden_dim: int = 2048,
+        out_dim: int = 128,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+        output_norm: str = "affine",
     ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ConfigError(f"model.head.num_layers={num_layers} must be >= 1")
+        if output_norm not in OUTPUT_NORMS:
+            raise ConfigError(f"model.head.output_norm={output_norm!r} is not one of {OUTPUT_NORMS}")
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
@@ -99,7 +131,11 @@ class ProjectionHead(nn.Module):
                 layers.append(nn.BatchNorm1d(hidden_dim))
             layers.append(nn.ReLU(inplace=True))
             dim = hidden_dim
-        layers.append(nn.Linear(dim, out_dim))
+        layers.append(nn.Linear(dim, out_dim, bias=output_norm == "none"))
+        if output_norm == "affine":
+            layers.append(nn.BatchNorm1d(out_dim))
+        elif output_norm == "scale":
+            layers.append(ScaleBatchNorm1d(out_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,9 @@ class SimCLRModule(pl.LightningModule):
 
     Args (each one config group or section, as plain mappings):
         model: `arch`, `width`, `zero_init_residual`, `channels_last`, `head` (ProjectionHead kwargs).
-        augmentation: SimCLRAugment kwargs. optimizer: `name` and its hyperparameters.
+        augmentation: SimCLRAugment kwargs, plus `backend` ("device": views made in the training step from
+            uint8 batches; "torchvision": batches are (view1, view2, labels, indices) made by the data
+            module's workers) and `num_workers` (read by the data module). optimizer: `name` and its hyperparameters.
         loss: `temperature`. scheduler: `warmup_epochs`, `final_lr_fraction`. knn: `k`, `temperature`.
         lr: the learning rate actually used, already scaled for the global batch (see `derive_run_values`).
         seed: the run's seed; each process draws its augmentations from a generator seeded by (seed, rank).
@@ -60,6 +62,8 @@ class SimCLRModule(pl.LightningModule):
         self.save_hyperparameters()
         self.encoder = build_encoder(**model)
         self.head = ProjectionHead(self.encoder.feature_dim, **model.get("head", {}))
+        # backend "device": views made here from uint8 batches; "torchvision": the batches are views already.
+        self.views_on_device = augmentation.get("backend", "device") == "device"
         self.augment = build_augment(augmentation)
         self.criterion = NTXentLoss(**loss)
         self.memory_format = torch.channels_last if model.get("channels_last", True) else torch.contiguous_format
@@ -67,9 +71,10 @@ class SimCLRModule(pl.LightningModule):
         # Compiling a method, not wrapping the nets, keeps state_dict keys and checkpoints those of the
         # plain modules. Parameters are drawn outside it (eagerly), so compiled and eager runs of one
         # seed see the same crops and colours.
-        self.views_loss = self._views_loss
+        self.views_loss, self.pair_loss = self._views_loss, self._pair_loss
         if model.get("compile", False):
-            self.views_loss = torch.compile(self._views_loss, mode=model.get("compile_mode", "default"))
+            mode = model.get("compile_mode", "default")
+            self.views_loss, self.pair_loss = (torch.compile(f, mode=mode) for f in (self._views_loss, self._pair_loss))
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
         self._bank: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (step, features, labels) of the monitor
         self.generator: torch.Generator | None = None  # made on the device when fitting starts
@@ -86,19 +91,27 @@ class SimCLRModule(pl.LightningModule):
         return self.augment.normalize(images), labels, indices
 
     def _views_loss(self, images: torch.Tensor, first: AugmentParams, second: AugmentParams) -> torch.Tensor:
-        """uint8 images (B, 3, H, W) and two parameter draws -> NT-Xent of the two views (scalar float32).
+        """uint8 images (B, 3, H, W) and two parameter draws -> NT-Xent of the two views (scalar float32)."""
+        return self._pair_loss(self.augment.apply(images, first), self.augment.apply(images, second))
+
+    def _pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """Two float views (B, 3, H, W) of the same images -> NT-Xent (scalar float32).
 
         Both views go through the encoder in one batch of 2B (BatchNorm sees both views).
         """
-        views = torch.cat([self.augment.apply(images, first), self.augment.apply(images, second)])
-        z1, z2 = self.head(self(views)).chunk(2)
+        z1, z2 = self.head(self(torch.cat([view1, view2]))).chunk(2)
         return self.criterion(z1, z2)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        images, labels, _ = batch
-        b, _, h, w = images.shape
-        first, second = (self.augment.sample_params(b, h, w, images.device, self.generator) for _ in range(2))
-        loss = self.views_loss(images, first, second)
+        if self.views_on_device:
+            images = batch[0]
+            b, _, h, w = images.shape
+            first, second = (self.augment.sample_params(b, h, w, images.device, self.generator) for _ in range(2))
+            loss = self.views_loss(images, first, second)
+        else:  # augmentation.backend=torchvision: the loader's workers made the views
+            view1, view2 = batch[0], batch[1]
+            b = len(view1)
+            loss = self.pair_loss(view1, view2)
         # prog_bar=False: Lightning would read a prog_bar value on the host after every step.
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=b)
         if is_log_step(self.trainer):  # a Python float becomes a device tensor: only when the logs are read
@@ -146,7 +159,7 @@ class SimCLRModule(pl.LightningModule):
             self._train_end = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._epoch_images += len(batch[1])
+        self._epoch_images += len(batch[0])
         if self.global_step == 1 and hasattr(self, "_first_step_start"):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # once per run, before steady state

@@ -58,7 +58,8 @@ class HeadConfig:
     hidden_dim: int = 2048
     out_dim: int = 128
     num_layers: int = 2
-    batch_norm: bool = True
+    batch_norm: bool = True  # after the hidden layers
+    output_norm: str = "affine"  # BatchNorm on the output: affine | scale (official SimCLR) | none (v1 paper)
 
 
 @dataclass
@@ -86,6 +87,8 @@ class AugmentationConfig:
     blur_p: float = 0.0
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels
     blur_kernel_size: int = 3
+    backend: str = "device"  # device | torchvision (the per-image reference path, in CPU workers)
+    num_workers: int = 2  # CPU processes making views with backend=torchvision
 
 
 @dataclass
@@ -443,13 +446,14 @@ def _check_data(cfg: DictConfig) -> None:
 
 
 def _check_model(cfg: DictConfig, pretraining: bool) -> None:
-    from simclr.nets import ARCHITECTURES
+    from simclr.nets import ARCHITECTURES, OUTPUT_NORMS
 
     choice(cfg, "model.arch", sorted(ARCHITECTURES))
     integer(cfg, "model.width", 1, "channels of the first stage, e.g. model.width=64 (torchvision's)")
     integer(cfg, "model.head.hidden_dim", 1, "e.g. model.head.hidden_dim=2048")
     integer(cfg, "model.head.out_dim", 1, "e.g. model.head.out_dim=128")
     integer(cfg, "model.head.num_layers", 1, "1: a linear head, 2: SimCLR's MLP")
+    choice(cfg, "model.head.output_norm", list(OUTPUT_NORMS))
     mode = choice(cfg, "model.compile_mode", COMPILE_MODES)
     compiled = _read(cfg, "model.compile")
     if not pretraining and compiled:
@@ -461,8 +465,13 @@ def _check_model(cfg: DictConfig, pretraining: bool) -> None:
         )
 
 
+BACKENDS = ("device", "torchvision")
+
+
 def _check_augmentation(cfg: DictConfig) -> None:
     a = "augmentation"
+    choice(cfg, f"{a}.backend", BACKENDS, "device: batched on the training device; torchvision: per image")
+    integer(cfg, f"{a}.num_workers", 0, "CPU processes making views with augmentation.backend=torchvision, e.g. 2")
     pair(cfg, f"{a}.crop_scale", "fractions of the image area, e.g. [0.08,1.0] (SimCLR)", lo=0.0, hi=1.0)
     pair(cfg, f"{a}.crop_ratio", "aspect ratios of the crop, e.g. [0.75,1.3333333333333333]", lo=0.0)
     for p in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):

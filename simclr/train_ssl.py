@@ -14,7 +14,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from simclr.checkpoints import ConfigInCheckpoint, read_checkpoint
+from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpoint
 from simclr.data import CIFAR10DataModule
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
@@ -29,6 +29,7 @@ from simclr.runs import build_trainer, derive_run_values, log, output_dir, resol
 from simclr.schema import validate
 from simclr.splits import SplitInCheckpoint
 from simclr.sweep import objective
+from simclr.torchvision_views import torchvision_pipeline
 from simclr.train_linear import probe_after_pretraining
 
 
@@ -36,6 +37,15 @@ def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
     """The pretraining module from the config sections it uses, at the derived learning rate."""
     sections = ("model", "augmentation", "optimizer", "loss", "scheduler", "knn")
     return SimCLRModule(**{s: OmegaConf.to_container(cfg[s], resolve=True) for s in sections}, lr=lr, seed=cfg.seed)
+
+
+def build_datamodule(cfg: DictConfig, per_device_batch: int) -> CIFAR10DataModule:
+    """The pretraining data: uint8 batches for the on-device views, or per-image torchvision views in CPU
+    workers with augmentation.backend=torchvision."""
+    aug = OmegaConf.to_container(cfg.augmentation, resolve=True)
+    views = torchvision_pipeline(aug) if aug["backend"] == "torchvision" else None
+    data = {**cfg.data, "batch_size": per_device_batch}
+    return CIFAR10DataModule(**data, seed=cfg.seed, views=views, view_workers=aug["num_workers"])
 
 
 def train_ssl(cfg: DictConfig) -> dict[str, float]:
@@ -46,11 +56,11 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     derived = derive_run_values(cfg)
     out = Path(cfg.paths.output_dir)
     resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)
-    if resume is not None:
-        read_checkpoint(resume, expect="pretrain")  # fails early, before anything is written
+    if resume is not None:  # fails early, before anything is written
+        check_resumable(resume, read_checkpoint(resume, expect="pretrain"), resolved_config(cfg)["model"])
     refuse_foreign_run_dir(out, resume)
     out = output_dir(cfg)
-    datamodule = CIFAR10DataModule(**{**cfg.data, "batch_size": derived.per_device_batch}, seed=cfg.seed)
+    datamodule = build_datamodule(cfg, derived.per_device_batch)
     module = build_module(cfg, derived.lr)
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
     callbacks = [

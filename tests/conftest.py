@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import simclr  # noqa: F401  (registers the config resolvers)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# The real CIFAR-10 (python batches under REAL_ROOT/cifar-10-batches-py/), for the tests that skip without it.
+REAL_ROOT = Path(os.environ.get("CIFAR10_ROOT", REPO / "data"))
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

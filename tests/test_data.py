@@ -13,7 +13,7 @@ from simclr import data as data_mod
 from simclr.data import CIFAR10DataModule, load_split, read_batch_file
 from simclr.errors import ConfigError, DataError
 from simclr.splits import validation_split
-from tests.conftest import write_cifar10
+from tests.conftest import REAL_ROOT, write_cifar10
 
 
 def test_splits_load_as_uint8_tensors(cifar_root: Path) -> None:
@@ -238,9 +238,6 @@ def test_probe_batch_larger_than_what_is_left(cifar_root: Path) -> None:
         DataError, match="probe.batch_size=180 exceeds the 150 training images left after data.val_size"
     ):
         dm.setup("fit")
-
-
-REAL_ROOT = Path(os.environ.get("CIFAR10_ROOT", Path(__file__).resolve().parents[1] / "data"))
 
 
 @pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py").is_dir(), reason=f"real CIFAR-10 not in {REAL_ROOT}")

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from simclr.errors import ConfigError
-from simclr.nets import CifarResNet, ProjectionHead, build_encoder
+from simclr.nets import CifarResNet, ProjectionHead, ScaleBatchNorm1d, build_encoder
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -135,19 +135,55 @@ def test_gradients_reach_the_stem() -> None:
     [(1, True, 1, 0, 0), (2, True, 2, 1, 1), (3, True, 3, 2, 2), (2, False, 2, 0, 1), (3, False, 3, 0, 2)],
 )
 def test_projection_head_layers(num_layers: int, batch_norm: bool, linears: int, norms: int, relus: int) -> None:
-    head = ProjectionHead(32, hidden_dim=24, out_dim=8, num_layers=num_layers, batch_norm=batch_norm)
+    head = ProjectionHead(
+        32, hidden_dim=24, out_dim=8, num_layers=num_layers, batch_norm=batch_norm, output_norm="none"
+    )
     kinds = [type(m) for m in head.net]
     assert kinds.count(nn.Linear) == linears
     assert kinds.count(nn.BatchNorm1d) == norms
     assert kinds.count(nn.ReLU) == relus
     assert len(kinds) == linears + norms + relus
-    assert kinds[-1] is nn.Linear  # the output is not squashed by a ReLU or normalised
+    assert kinds[-1] is nn.Linear  # output_norm="none": the v1 paper's linear output
     lin = [m for m in head.net if isinstance(m, nn.Linear)]
     assert lin[0].in_features == 32 and lin[-1].out_features == 8
     assert all(m.out_features == 24 for m in lin[:-1]) and all(m.in_features == 24 for m in lin[1:])
     # A Linear directly followed by BatchNorm needs no bias.
     assert all((m.bias is None) == batch_norm for m in lin[:-1])
     assert lin[-1].bias is not None
+
+
+@pytest.mark.parametrize(
+    "output_norm, norm_type, params", [("affine", nn.BatchNorm1d, 2), ("scale", ScaleBatchNorm1d, 1)]
+)
+def test_projection_head_output_norm(output_norm: str, norm_type: type, params: int) -> None:
+    """The reference implementations' output: Linear without bias, then BatchNorm (affine, or scale only)."""
+    head = ProjectionHead(32, hidden_dim=24, out_dim=8, output_norm=output_norm)
+    out_linear, out_norm = head.net[-2], head.net[-1]
+    assert isinstance(out_linear, nn.Linear) and out_linear.bias is None
+    assert type(out_norm) is norm_type and out_norm.num_features == 8
+    assert len(list(out_norm.parameters())) == params
+    z = head(torch.randn(64, 32) * 3 + 1)
+    # In training mode each output coordinate is standardised over the batch (scale 1, shift 0 at init).
+    torch.testing.assert_close(z.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(8), atol=1e-3, rtol=0)
+    z.sum().backward()
+    assert out_norm.weight.grad is not None
+
+
+def test_scale_batch_norm_has_no_shift_and_learns_its_scale() -> None:
+    norm = ScaleBatchNorm1d(4)
+    assert norm.bias is None and [n for n, _ in norm.named_parameters()] == ["weight"]
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    z = norm(torch.randn(256, 4) + 5)
+    torch.testing.assert_close(z.mean(0), torch.zeros(4), atol=1e-5, rtol=0)  # no shift: centred
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.tensor([1.0, 2.0, 3.0, 4.0]), atol=1e-3, rtol=0)
+    assert set(norm.state_dict()) == {"weight", "running_mean", "running_var", "num_batches_tracked"}
+
+
+def test_unknown_output_norm_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="model.head.output_norm='layer'"):
+        ProjectionHead(32, 16, 8, output_norm="layer")
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])

@@ -190,3 +190,66 @@ def test_concurrent_runs_get_their_own_directories(cifar_root: Path, tmp_path: P
     assert len(runs) == 2
     for run in runs:
         assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "status.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def legacy_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint as written before model.head.output_norm existed: trained with a plain Linear output
+    (output_norm=none, the only head there was), with no output_norm in its stored config."""
+    from simclr.checkpoints import CONFIG_KEY
+    from tests.conftest import compose_config
+
+    run = tmp_path_factory.mktemp("legacy_run")
+    overrides = [
+        f"data.root={cifar_root}",
+        "data.download=false",
+        "trainer.max_epochs=1",
+        "model.head.output_norm=none",
+    ]
+    cfg = compose_config("train_ssl", TINY_SSL + overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run)
+    train_ssl(cfg)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    del ckpt[CONFIG_KEY]["model"]["head"]["output_norm"]
+    path = run / "legacy.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_a_checkpoint_from_before_output_norm_is_refused_for_resuming_with_the_fix(
+    legacy_checkpoint: Path, ssl_cfg: DictConfig
+) -> None:
+    legacy = legacy_checkpoint
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = str(legacy)
+    with pytest.raises(CheckpointError) as err:
+        train_ssl(ssl_cfg)
+    message = str(err.value)
+    assert "model.head.output_norm=none (it was written before that option existed)" in message
+    assert message.endswith("resume it with model.head.output_norm=none")
+    assert not (Path(ssl_cfg.paths.output_dir) / "checkpoints").exists()  # refused before writing anything
+    # With the override it names, the old checkpoint resumes and trains on.
+    with open_dict(ssl_cfg):
+        ssl_cfg.model.head.output_norm = "none"
+        ssl_cfg.trainer.max_epochs = 2
+    metrics = train_ssl(ssl_cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))
+
+
+def test_resuming_into_another_head_shape_is_refused(ssl_checkpoint: Path, ssl_cfg: DictConfig) -> None:
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = str(ssl_checkpoint)
+        ssl_cfg.model.head.hidden_dim = 48
+    with pytest.raises(CheckpointError, match="model.head.hidden_dim=32, but this run builds model.head.hidden_dim=48"):
+        train_ssl(ssl_cfg)
+
+
+def test_a_legacy_checkpoint_still_probes(legacy_checkpoint: Path) -> None:
+    """Probing reads the encoder only: checkpoints from before output_norm load unchanged."""
+    from simclr.checkpoints import load_pretrained_encoder
+
+    encoder, _ = load_pretrained_encoder(legacy_checkpoint)
+    saved = torch.load(legacy_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, saved[f"encoder.{name}"]), name
