@@ -12,6 +12,16 @@ A bad config value is refused in three places, each with exit status 2 and one l
   Hydra creates the run directory and its .hydra/): `simclr.schema.validate`, the ranges;
 - first thing in every job (`run_job`): `validate` again, so that in a multirun a job with a bad value
   fails alone, recorded in its status.json, and the sweep goes on.
+
+Optuna sweeps (`-m sweep=temperature_batch`, or `-m hydra/sweeper=optuna` with search spaces given as
+overrides). The scripts return a validation top-1, so the study maximises: `CheckConfig` sets
+hydra.sweeper.direction=maximize where the command line leaves the plugin's default (minimize), and
+refuses a direction given as anything else; it refuses data.val_size=0 (no validation metric to
+optimise) before the study starts, and a trial that draws data.val_size=0 fails alone. A failed job
+returns None, which hydra-optuna-sweeper 1.3 records as a FAIL trial before it asks for the next one
+(a job that raised would stop the study where max_failure_rate is exceeded; none does: `run_job` catches
+every Exception of a multirun job). A study none of whose trials completed ends in the sweeper's
+ValueError before the end-of-sweep report: `run_script` writes the summary and ends with one line.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from simclr.errors import ConfigError, SimCLRError
@@ -44,6 +54,61 @@ from simclr.schema import describe_type, field_default, field_type, show, valida
 
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+# The Optuna study under way (set by CheckConfig): its sweep directory, and whether the script's config
+# has the end-of-sweep report (train_ssl.py: simclr.sweep.SweepReport), which writes a summary there.
+_optuna_study_dir: Path | None = None
+_optuna_study_reported = False
+
+
+def optuna_sweep(hydra_cfg: DictConfig | None) -> bool:
+    """Whether a Hydra config (the `hydra` node) runs the Optuna sweeper."""
+    target = OmegaConf.select(hydra_cfg, "sweeper._target_", default="") if hydra_cfg is not None else ""
+    return "hydra_optuna_sweeper" in str(target)
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """An optimising sweeper needs the validation objective: data.val_size=0 leaves none (the monitor and
+    the probe then report on the test split, which no sweep selects on)."""
+    if cfg.data.val_size == 0:
+        raise ConfigError(
+            "data.val_size=0 leaves no validation metric for the Optuna sweeper to maximise (a sweep never "
+            "selects on the test split); keep a validation split, e.g. data.val_size=5000, or run a grid "
+            "without hydra/sweeper=optuna"
+        )
+
+
+_DIRECTION_OVERRIDE = re.compile(r"^[+~]*hydra\.sweeper\.direction=")
+
+
+def check_optuna_sweep(config: DictConfig) -> None:
+    """Before an Optuna study starts (`config` with its hydra node): a validation objective, maximised.
+
+    The plugin's default direction is minimize, which would search for the worst encoder; unless the
+    command line gives a direction, the study maximises. A direction given as anything else is refused.
+    """
+    sweeper = config.hydra.sweeper
+    direction = sweeper.direction
+    names = [
+        getattr(d, "name", str(d)) for d in (direction if isinstance(direction, (list, ListConfig)) else [direction])
+    ]
+    given = [o for o in config.hydra.overrides.hydra if _DIRECTION_OVERRIDE.match(o)]
+    if names != ["maximize"]:
+        if given or len(names) != 1:
+            shown = given[-1].split("=", 1)[1] if given else ",".join(names)
+            raise ConfigError(
+                f"hydra.sweeper.direction={shown} must be maximize: the script returns one validation top-1; "
+                "give hydra.sweeper.direction=maximize or leave it out"
+            )
+        # As if given on the command line: the sweeper is built from this config after the callbacks'
+        # start, and each job's config is composed again from these overrides (its .hydra/hydra.yaml
+        # then records the direction the study used).
+        with read_write(config.hydra):
+            sweeper.direction = "maximize"
+            config.hydra.overrides.hydra.append("hydra.sweeper.direction=maximize")
+        log.info("Optuna sweep: direction maximize (the objective is a validation top-1)")
+    check_objective(config)
 
 
 def _overrides() -> list[str]:
@@ -72,6 +137,8 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
     try:
         with _hydra_reports_job_errors():
             validate(cfg)
+            if _in_multirun() and optuna_sweep(HydraConfig.get()):
+                check_objective(cfg)  # a trial that drew data.val_size=0: failed, with the reason
             result = job()
     except SimCLRError as e:
         finish_wandb(failed=True)
@@ -103,10 +170,29 @@ class CheckConfig(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            preset = OmegaConf.select(config, "hydra.runtime.choices.sweep")
+            if preset is not None:
+                raise ConfigError(f"sweep={preset} is a search over many runs; run it with -m (multirun)")
             validate(config)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)  # SystemExit passes through Hydra's callback wrapper, which turns exceptions into warnings
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """An Optuna study: maximised, on a validation metric (`check_optuna_sweep`); before any trial."""
+        global _optuna_study_dir, _optuna_study_reported
+        if not optuna_sweep(config.hydra):
+            return
+        try:
+            check_optuna_sweep(config)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        # For run_script, should every trial fail: by then Hydra holds no config (HydraConfig is unset
+        # between jobs). Resolved now from the config the sweeper writes with, so the same directory.
+        _optuna_study_dir = Path(config.hydra.sweep.dir)
+        callbacks = config.hydra.get("callbacks") or {}
+        _optuna_study_reported = any("SweepReport" in str(c.get("_target_", "")) for c in callbacks.values())
 
 
 # ---- errors of composition ---------------------------------------------------------------------------
@@ -127,18 +213,41 @@ def run_script(hydra_main: Callable[[], Any]) -> None:
     """
     global _held_full_error
     if os.environ.get(_FULL_ERROR) == "1":
-        hydra_main()
+        with _study_without_a_completed_trial():
+            hydra_main()
         return
     _held_full_error = os.environ.get(_FULL_ERROR)
     os.environ[_FULL_ERROR] = "1"
     try:
-        hydra_main()
+        with _study_without_a_completed_trial():
+            hydra_main()
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: {composition_error(e)}", file=sys.stderr)
         sys.exit(2)
     finally:
         _give_back_full_error()
         _held_full_error = _NOT_HELD
+
+
+@contextmanager
+def _study_without_a_completed_trial() -> Iterator[None]:
+    """An Optuna study whose trials all failed: hydra-optuna-sweeper asks Optuna for the best trial, which
+    raises ValueError("No trials are completed yet."), and Hydra never calls the end-of-sweep report.
+    Writes the summary (the failed trials and their errors; where the script has the end-of-sweep report)
+    and ends with exit status 1 and one line."""
+    try:
+        yield
+    except ValueError as e:
+        sweep_dir = _optuna_study_dir
+        if sweep_dir is None or "No trials are completed yet" not in str(e):
+            raise
+        where = f"{sweep_dir}/summary.md" if _optuna_study_reported else f"the status.json files in {sweep_dir}"
+        if _optuna_study_reported:
+            from simclr.sweep import report  # not at the top: simclr.sweep is the reporting side of the scripts
+
+            report(sweep_dir)
+        print(f"error: no trial of the Optuna study completed; see {where}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _give_back_full_error() -> None:

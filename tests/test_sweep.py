@@ -76,6 +76,8 @@ def test_two_by_two_sweep_with_probe_and_summary(cifar_root: Path, tmp_path: Pat
     job = json.loads((sweep / "0" / "linear" / "final" / "results.json").read_text())
     assert job["protocol"] == "cached_adam" and job["same_split_as_pretraining"] is True
     assert all(float(r["final_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)  # read, not defaulted
+    best = [r for r in rows if r["best"] == "True"]  # the highest objective, the first of equals
+    assert len(best) == 1 and best[0]["objective"] == max(rows, key=lambda r: float(r["objective"]))["objective"]
     assert (sweep / "summary.md").read_text().count("\n") == 6
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
     cli = subprocess.run([sys.executable, "-m", "simclr.sweep", str(sweep)], cwd=REPO, capture_output=True, text=True)
@@ -93,6 +95,7 @@ def test_failed_job_is_reported_and_the_others_finish(cifar_root: Path, tmp_path
     assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
     rows = summarize(sweep)
     assert [r["status"] for r in rows] == ["failed", "completed"]
+    assert [r["best"] for r in rows] == [False, True]  # a failed job is never the best
 
 
 def test_wandb_offline_sweep_writes_one_run_per_job(cifar_root: Path, tmp_path: Path) -> None:

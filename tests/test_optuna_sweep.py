@@ -1,0 +1,284 @@
+"""Optuna through Hydra: a study through the real script, failed trials, the summary's best row, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from simclr.cli import CheckConfig, check_optuna_sweep, run_job
+from simclr.errors import ConfigError
+from simclr.sweep import mark_best, optuna_note, plot, summarize
+from tests.conftest import CONF
+from tests.test_sweep import _multirun
+
+# ---- through the real script -------------------------------------------------------------------------
+
+
+def _rows(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_three_trial_study_with_a_failing_trial(cifar_root: Path, tmp_path: Path) -> None:
+    """The preset, its batch choices replaced on the command line: with the preset's sampler seed the
+    trials draw batch sizes 16, 4096 (more than the 200 images: fails) and 32, so the failure comes in
+    the middle and the study still runs its three trials."""
+    sweep = tmp_path / "sweep"
+    result = _multirun(
+        cifar_root, sweep, "sweep=temperature_batch", "hydra.sweeper.n_trials=3", "data.batch_size=choice(16,32,4096)"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]  # like a grid: a failed job makes the exit status 1
+    assert "1 of 3 jobs failed" in result.stderr
+    assert "Failed experiment: Return value must be float-castable. Got 'None'." in output  # Optuna: FAIL
+    assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0", "1", "2"]
+    for name in ("summary.md", "summary.csv", "summary.png", "optimization_results.yaml"):
+        assert (sweep / name).is_file(), name
+    hydra = yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra["sweeper"]["direction"] == "maximize" and "optuna" in hydra["sweeper"]["_target_"]
+
+    rows = _rows(sweep)
+    batch = {r["job"]: yaml.safe_load((sweep / r["job"] / ".hydra" / "overrides.yaml").read_text()) for r in rows}
+    for r in rows:  # the trial's parameters, as drawn, in each job's overrides and in the table
+        drawn = dict(o.split("=", 1) for o in batch[r["job"]])
+        assert {"loss.temperature", "data.batch_size"} <= set(drawn)
+        assert f"data.batch_size={drawn['data.batch_size']}" in r["overrides"] and "loss.temperature=" in r["overrides"]
+        status = json.loads((sweep / r["job"] / "status.json").read_text())
+        if drawn["data.batch_size"] == "4096":
+            assert r["status"] == status["status"] == "failed" and "data.batch_size=4096 exceeds" in r["error"]
+            assert r["objective"] == "" and r["best"] == "False"
+        else:
+            assert r["status"] == status["status"] == "completed"
+            assert r["objective"] == r["val_knn_top1"] and r["selection"] == "val"  # validation, never test
+            run = json.loads((sweep / r["job"] / "results.json").read_text())
+            assert run["objective_metric"] == "val/knn_top1" and float(r["test_knn_top1"]) > 0
+    statuses = sorted(r["status"] for r in rows)
+    assert statuses == ["completed", "completed", "failed"], statuses
+
+    # Exactly one row marked best: the highest objective (the first of equals, as Optuna), and Optuna's own.
+    best = [r for r in rows if r["best"] == "True"]
+    assert len(best) == 1
+    objectives = [float(r["objective"]) for r in rows if r["objective"]]
+    assert float(best[0]["objective"]) == max(objectives)
+    assert best[0] is next(r for r in rows if r["objective"] and float(r["objective"]) == max(objectives))
+    study = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert math.isclose(study["best_value"], float(best[0]["objective"]), rel_tol=1e-6)
+    drawn = dict(o.split("=", 1) for o in batch[best[0]["job"]])
+    assert {k: float(v) for k, v in study["best_params"].items()} == {k: float(drawn[k]) for k in study["best_params"]}
+    md = (sweep / "summary.md").read_text()
+    assert f"job {best[0]['job']}, the row marked ★." in md
+    assert md.splitlines()[2 + int(best[0]["job"])].startswith(f"| {best[0]['job']} | ★ |")
+
+
+def test_command_line_study_whose_every_trial_fails(cifar_root: Path, tmp_path: Path) -> None:
+    """hydra/sweeper=optuna with the search space on the command line (any key: here optimizer.lr) and no
+    direction given (maximised); every trial fails, so Optuna has no best trial: one line, the summary."""
+    sweep = tmp_path / "sweep"
+    result = _multirun(
+        cifar_root,
+        sweep,
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+        "data.batch_size=4096",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: no trial of the Optuna study completed; see {sweep}/summary.md"]
+    assert not (sweep / "optimization_results.yaml").exists()
+    rows = _rows(sweep)
+    assert [r["status"] for r in rows] == ["failed", "failed"] and all(r["best"] == "False" for r in rows)
+    assert all(r["overrides"].startswith("optimizer.lr=") for r in rows)  # the drawn lr, nothing fixed
+    hydra = yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra["sweeper"]["direction"] == "maximize"
+    assert "hydra.sweeper.direction=maximize" in hydra["overrides"]["hydra"]
+
+
+def test_study_without_a_validation_split_is_refused_before_it_starts(cifar_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = _multirun(cifar_root, sweep, "sweep=temperature_batch", "hydra.sweeper.n_trials=1", "data.val_size=0")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.startswith("error: data.val_size=0 leaves no validation metric for the Optuna sweeper")
+    assert not sweep.exists()
+
+
+# ---- the checks before a study --------------------------------------------------------------------------
+
+
+def _hydra_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train_ssl", overrides=overrides, return_hydra_config=True)
+
+
+def test_the_study_maximises_unless_told_otherwise() -> None:
+    cfg = _hydra_config(["hydra/sweeper=optuna"])  # the plugin's default direction: minimize
+    check_optuna_sweep(cfg)
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.hydra.overrides.hydra[-1] == "hydra.sweeper.direction=maximize"  # recorded in each job
+    preset = _hydra_config(["sweep=temperature_batch"])
+    check_optuna_sweep(preset)
+    assert preset.hydra.sweeper.direction == "maximize" and "hydra.sweeper.direction=maximize" not in list(
+        preset.hydra.overrides.hydra
+    )
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.direction=minimize must be maximize"):
+        check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", "hydra.sweeper.direction=minimize"]))
+    with pytest.raises(ConfigError, match=r"^data.val_size=0 leaves no validation metric"):
+        check_optuna_sweep(_hydra_config(["sweep=temperature_batch", "data.val_size=0"]))
+
+
+def test_a_trial_that_draws_no_validation_split_fails_alone(tmp_path: Path) -> None:
+    """data.val_size among the searched keys: the trial that draws 0 fails before it trains, with the reason,
+    and returns None (a FAIL trial for Optuna)."""
+    cfg = _hydra_config(["hydra/sweeper=optuna", "data.val_size=0", f"paths.output_dir={tmp_path}"])
+    with read_write(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+    held = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)  # as in a job of the study
+    ran: list[int] = []
+    try:
+        assert run_job(lambda: ran.append(1), cfg) is None
+    finally:
+        HydraConfig.instance().cfg = held
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert ran == [] and status["status"] == "failed"
+    assert status["error"].startswith("data.val_size=0 leaves no validation metric for the Optuna sweeper")
+
+
+def test_the_preset_needs_multirun(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _hydra_config(["sweep=temperature_batch"])
+    assert "sweep" not in cfg  # a _global_ preset: it sets hydra.sweeper only, no key of the schema
+    with pytest.raises(SystemExit) as caught:
+        CheckConfig().on_run_start(cfg)
+    assert caught.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "error: sweep=temperature_batch is a search over many runs; run it with -m (multirun)\n"
+    )
+
+
+def test_the_sweeper_records_a_none_return_as_a_failed_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The behaviour of hydra-optuna-sweeper 1.3 that the failure handling relies on: a job returning None
+    (what run_job returns for a failed multirun job) is a FAIL trial and the study asks for the next; with
+    no completed trial the sweeper ends in ValueError (run_script's case); NaN would crash the study."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    studies: list[optuna.study.Study] = []
+    create = optuna.create_study
+
+    def recorded(**kwargs: Any) -> optuna.study.Study:
+        studies.append(create(**kwargs))
+        return studies[-1]
+
+    monkeypatch.setattr(optuna, "create_study", recorded)
+
+    def sweep(value: Any, n_trials: int = 4) -> OptunaSweeperImpl:
+        class Launcher:
+            def launch(self, overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
+                returns = []
+                for job in overrides:
+                    x = int(dict(o.split("=") for o in job)["x"])
+                    ret = JobReturn(status=JobStatus.COMPLETED)
+                    ret.return_value = value(x)
+                    returns.append(ret)
+                return returns
+
+        sweeper = OptunaSweeperImpl(
+            optuna.samplers.TPESampler(seed=0), "maximize", None, None, n_trials, 1, 0.0, None, None, None
+        )
+        sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+        sweeper.launcher, sweeper.hydra_context, sweeper.job_idx = Launcher(), object(), 0
+        sweeper.sweep(["x=choice(1,2,3)"])
+        return sweeper
+
+    sweep(lambda x: None if x == 2 else float(x))
+    states = [t.state for t in studies[-1].trials]
+    assert len(states) == 4 and optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
+    assert all((t.state == optuna.trial.TrialState.FAIL) == (t.params["x"] == 2) for t in studies[-1].trials)
+    with pytest.raises(ValueError, match="No trials are completed yet"):
+        sweep(lambda x: None, n_trials=2)
+    with pytest.raises(ValueError, match="Values were told"):  # tell(FAIL, values=[nan]) inside the sweeper
+        sweep(lambda x: float("nan"), n_trials=1)
+
+
+# ---- the summary ------------------------------------------------------------------------------------------
+
+
+def _row(job: str, objective: float | None, status: str = "completed", **params: str) -> dict[str, Any]:
+    return {
+        "job": job,
+        "status": status,
+        "objective": objective,
+        "params": params,
+        "val_knn_top1": objective,
+        "test_knn_top1": None,
+        "probe_val_top1": None,
+        "probe_test_top1": None,
+    }
+
+
+def test_mark_best_takes_the_highest_objective_of_the_completed_jobs() -> None:
+    rows = [
+        _row("0", 0.5),
+        _row("1", 0.9, status="failed"),  # figures of a job that failed late are no candidate
+        _row("2", None),  # data.val_size=0: no objective
+        _row("3", float("nan")),
+        _row("4", 0.7),
+        _row("5", 0.7),  # equal: the first keeps it, as Optuna's best trial
+    ]
+    assert mark_best(rows) is rows[4]
+    assert [r["best"] for r in rows] == [False, False, False, False, True, False]
+    nothing = [_row("0", None), _row("1", 0.8, status="failed")]
+    assert mark_best(nothing) is None and not any(r["best"] for r in nothing)
+
+
+def test_optuna_note_cross_checks_the_best_row() -> None:
+    rows = [_row("0", 0.6, **{"loss.temperature": "0.2588170214937917"}), _row("1", 0.8, **{"loss.temperature": "0.5"})]
+    mark_best(rows)
+    same = optuna_note(rows, {"best_params": {"loss.temperature": 0.5}, "best_value": 0.8})
+    head = "Optuna's best trial (optimization_results.yaml): "
+    assert same == head + "loss.temperature=0.5, value 0.8000: job 1, the row marked ★."
+    other = optuna_note(rows, {"best_params": {"loss.temperature": 0.2588170214937917}, "best_value": 0.9})
+    assert "loss.temperature=0.2588" in other and "job 0, NOT the row marked ★ (job 1)" in other
+    assert "no job of this directory" in optuna_note(rows, {"best_params": {"loss.temperature": 0.3}, "best_value": 1})
+
+
+def test_summary_of_a_study_marks_the_best_and_plots_its_samples(tmp_path: Path) -> None:
+    """A directory laid out as the Optuna sweeper leaves it (trial dirs, optimization_results.yaml)."""
+    drawn = [("0.0712", "256", 0.41), ("0.2588170214937917", "128", 0.47), ("0.9", "512", None), ("0.3", "128", 0.45)]
+    for job, (temperature, batch, top1) in enumerate(drawn):
+        out = tmp_path / str(job)
+        (out / ".hydra").mkdir(parents=True)
+        overrides = [f"loss.temperature={temperature}", f"data.batch_size={batch}", "trainer=cpu"]
+        (out / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        status = "completed" if top1 is not None else "failed"
+        (out / "status.json").write_text(json.dumps({"status": status, "error": None if top1 else "too big"}))
+        if top1 is not None:
+            (out / "metrics.csv").write_text(f"epoch,val/knn_top1,test/knn_top1\n0,{top1},0.3\n")
+    results = {"name": "optuna", "best_params": {"loss.temperature": 0.2588170214937917, "data.batch_size": 128}}
+    (tmp_path / "optimization_results.yaml").write_text(yaml.safe_dump({**results, "best_value": 0.47}))
+    rows = summarize(tmp_path)
+    assert [r["best"] for r in rows] == [False, True, False, False]
+    assert rows[1]["overrides"] == "loss.temperature=0.2588 data.batch_size=128"  # the sample, shortened
+    md = (tmp_path / "summary.md").read_text().splitlines()
+    assert md[3].startswith("| 1 | ★ | loss.temperature=0.2588 data.batch_size=128 | completed |")
+    assert md[-1].endswith("job 1, the row marked ★.") and md[-2] == ""
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    # Without loss.temperature among the parameters the plot takes the next numeric one (or the job number).
+    lr_rows = [_row("0", 0.4, **{"optimizer.lr": "0.001"}), _row("1", 0.5, **{"optimizer.lr": "0.01"})]
+    mark_best(lr_rows)
+    assert plot(lr_rows, tmp_path / "lr.png", samples=True) == "val_knn_top1"
+    assert (tmp_path / "lr.png").stat().st_size > 0
