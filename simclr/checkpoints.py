@@ -71,6 +71,11 @@ def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, An
     Returns (encoder with the checkpoint's weights, the checkpoint's resolved run config).
     """
     ckpt = read_checkpoint(path, expect="pretrain")
+    return encoder_from_checkpoint(ckpt, path), ckpt[CONFIG_KEY]
+
+
+def encoder_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> CifarResNet:
+    """The encoder of a pretraining checkpoint already read with `read_checkpoint` (`path` names it in errors)."""
     config = ckpt[CONFIG_KEY]
     encoder = build_encoder(**config["model"])
     prefix = "encoder."
@@ -88,7 +93,7 @@ def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, An
             f"(first: {first}); the checkpoint was edited or written by other code: pass an unmodified one"
         )
     encoder.load_state_dict(weights)
-    return encoder, config
+    return encoder
 
 
 # Values of model keys that checkpoints written before the key existed were trained with.

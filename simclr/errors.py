@@ -21,3 +21,7 @@ class CheckpointError(SimCLRError):
 
 class ConfigError(SimCLRError, ValueError):
     """A config value is invalid."""
+
+
+class ExportError(SimCLRError):
+    """An encoder export would overwrite files, or cannot be written where asked."""

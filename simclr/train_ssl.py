@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpoint
 from simclr.data import CIFAR10DataModule
+from simclr.export import log_encoder_artifact
 from simclr.figures import RunFigures, log_image
 from simclr.pretrain import SimCLRModule
 from simclr.resilience import (
@@ -96,6 +97,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
             "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
         )
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        log_encoder_artifact(trainer, out / "checkpoints" / "last.ckpt", metrics)  # with logger=wandb only
     return metrics
 
 
