@@ -55,7 +55,10 @@ def test_seed_and_published_recipes() -> None:
     assert (sgd.model.arch, sgd.optimizer.name, sgd.optimizer.momentum) == ("resnet18", "sgd", 0.9)
     assert (sgd.data.batch_size, sgd.optimizer.weight_decay, sgd.loss.temperature) == (512, 5e-4, 0.5)
     assert sgd.trainer.max_epochs == 1000
-    assert derive_run_values(sgd).lr == pytest.approx(0.06)  # lr 0.06 at batch 512
+    assert derive_run_values(sgd).lr == pytest.approx(0.24)  # lightly's 0.06 per 128 images, at batch 512
+    lars = compose_config("train_ssl", ["optimizer=lars"])  # the official code's CIFAR-10 command
+    assert (lars.optimizer.lr, lars.optimizer.weight_decay, lars.optimizer.trust_coefficient) == (1.0, 1e-4, 1e-3)
+    assert derive_run_values(lars).lr == pytest.approx(2.0)  # 1.0 x 512 / 256
 
 
 def test_paper_augmentation_defaults() -> None:
@@ -67,10 +70,10 @@ def test_paper_augmentation_defaults() -> None:
 
 def test_learning_rate_rule_is_explicit() -> None:
     cfg = compose_config("train_ssl", ["optimizer=sgd", "data.batch_size=1024"])
-    assert derive_run_values(cfg).lr == pytest.approx(0.12)  # linear: 0.06 x 1024 / 512
-    cfg = compose_config("train_ssl", ["optimizer=lars", "data.batch_size=1024"])
-    assert derive_run_values(cfg).lr == pytest.approx(2.4)  # sqrt: 1.2 x sqrt(1024 / 256)
-    assert cfg.optimizer.lr == 1.2  # the config itself is never rewritten
+    assert derive_run_values(cfg).lr == pytest.approx(0.48)  # linear: 0.06 x 1024 / 128
+    cfg = compose_config("train_ssl", ["optimizer=lars", "data.batch_size=1024", "optimizer.lr_scaling=sqrt"])
+    assert derive_run_values(cfg).lr == pytest.approx(2.0)  # sqrt: 1.0 x sqrt(1024 / 256)
+    assert cfg.optimizer.lr == 1.0  # the config itself is never rewritten
 
 
 def test_global_batch_is_split_over_devices() -> None:
@@ -161,4 +164,4 @@ def test_slurm_multinode_config_resolves() -> None:
     assert (cfg.trainer.strategy, cfg.trainer.sync_batchnorm, cfg.trainer.num_nodes) == ("ddp", True, 2)
     derived = derive_run_values(cfg)
     assert (derived.world_size, derived.per_device_batch) == (8, 64)
-    assert derived.lr == pytest.approx(0.06)  # linear rule: batch 512 is the recipe's own batch
+    assert derived.lr == pytest.approx(0.24)  # linear rule on the global batch: 0.06 x 512 / 128
