@@ -54,7 +54,8 @@ def test_throughput_benchmark_reports_consistent_figures(tmp_path: Path) -> None
         assert value == pytest.approx(fit["views_per_s"] / rows[key.removeprefix("fit_over_")]["views_per_s"])
 
     aug = report["augmentation"]
-    assert 0 < aug["share_of_bare_step"] < 1
+    # Not bounded by 1: two timed steps of each kind on a shared machine can order either way.
+    assert aug["s_per_step"] > 0
     assert aug["share_of_bare_step"] == pytest.approx(aug["s_per_step"] / rows["bare_step"]["s_per_step"])
     for key in ("ops_per_view_eager", "sample_params_ops", "apply_ops_eager"):
         assert isinstance(aug[key], int) and aug[key] > 0, key
