@@ -6,23 +6,24 @@
 #   3. runs the throughput benchmark (experiment=resnet18_sgd: ResNet-18, batch 512, bf16): trainer.fit,
 #      bare step, both torchvision rows, augmentation share and ops per view (eager and compiled);
 #   4. runs the sync-debug check (default config, ResNet-18, bf16, 30 steps);
-#   5. pretrains ResNet-18 with the SGD recipe for the epochs that fit TRAIN_S seconds (about 5 minutes;
-#      computed from the benchmark's trainer.fit s/step, overheads allowed for; at most MAX_EPOCHS, and
-#      warm-up + cosine follow trainer.max_epochs), with the kNN monitor at the end;
+#   5. pretrains ResNet-18 with $EXPERIMENT (default resnet18_sgd) for the epochs that fit TRAIN_S
+#      seconds (about 5 minutes; computed from the benchmark's trainer.fit s/step, overheads allowed
+#      for; at most MAX_EPOCHS, and warm-up + cosine follow trainer.max_epochs), with the kNN monitor
+#      at the end;
 #   6. probes it (train_linear.py ckpt=...), and a random encoder if time is left before DEADLINE_S;
 #   7. prints ONE table; $OUT holds gpu_check.log, gpu_check.json, ssl_metrics.csv and table.md.
 # Device call:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".devdata"], timeout_s=600)
 # CPU dry run (everything but the CUDA parts, small sizes):
 #   DRY=1 ARCH=resnet_tiny WIDTH=8 BATCH=64 bash benchmarks/gpu_check.sh
-# Knobs: ARCH BATCH WIDTH TRAIN_S DEADLINE_S MAX_EPOCHS EPOCHS (fixed, no time-box) WORKERS DATA_ROOT OUT WORK
-# DRY PYTHON.
+# Knobs: EXPERIMENT (the pretraining recipe, e.g. resnet18_knn90) ARCH BATCH WIDTH TRAIN_S DEADLINE_S
+# MAX_EPOCHS EPOCHS (fixed, no time-box) WORKERS DATA_ROOT OUT WORK DRY PYTHON.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DRY=${DRY:-0}
-ARCH=${ARCH:-resnet18}; BATCH=${BATCH:-512}; WIDTH=${WIDTH:-}
+ARCH=${ARCH:-resnet18}; BATCH=${BATCH:-512}; WIDTH=${WIDTH:-}; EXPERIMENT=${EXPERIMENT:-resnet18_sgd}
 OUT=${OUT:-/tmp/gpu_check_out}; WORK=${WORK:-/tmp/gpu_check_work}
 if [ "$DRY" = 1 ]; then  # small and quick: exercises every stage on a CPU
   TRAIN_S=${TRAIN_S:-20}; DEADLINE_S=${DEADLINE_S:-900}; MAX_EPOCHS=${MAX_EPOCHS:-3}; WORKERS=${WORKERS:-2}
@@ -88,7 +89,7 @@ fi
 if [ "${EPOCHS:-0}" -gt 0 ]; then
   WARM=$(( EPOCHS / 10 )); [ "$WARM" -ge 1 ] || WARM=1; [ "$WARM" -le 10 ] || WARM=10
   echo "pretraining: $EPOCHS epochs (warm-up $WARM) of about $S_EPOCH s in a budget of $BUDGET s" | tee -a "$LOG"
-  stage pretrain "$PY" train_ssl.py experiment=resnet18_sgd $MODEL data.batch_size="$BATCH" trainer.max_epochs="$EPOCHS" \
+  stage pretrain "$PY" train_ssl.py experiment="$EXPERIMENT" $MODEL data.batch_size="$BATCH" trainer.max_epochs="$EPOCHS" \
     scheduler.warmup_epochs="$WARM" trainer.check_val_every_n_epoch="$EPOCHS" checkpoint.every_n_epochs="$EPOCHS" \
     data.root="$DATA_ROOT" data.download=false trainer.enable_progress_bar=false hydra.run.dir="$WORK/ssl" $TRAINER $EXTRA_SSL
   if [ -f "$WORK/ssl/checkpoints/last.ckpt" ]; then
