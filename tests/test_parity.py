@@ -9,17 +9,10 @@ import pytest
 
 from benchmarks.parity import compare
 from tests.conftest import REAL_ROOT
+from tests.test_e2e import TINY
 
-TINY_RECIPE = [
-    "model=resnet_tiny",
-    "model.width=4",
-    "model.head.hidden_dim=32",
-    "trainer=cpu",
-    "data.batch_size=32",
-    "data.eval_batch_size=64",
-    "data.download=false",
-    "data.val_size=50",
-    "knn.k=20",
+# The end-to-end test's tiny run (parity.py adds the progress-bar override itself), one epoch, one worker.
+TINY_RECIPE = [o for o in TINY if not o.startswith("trainer.enable_progress_bar")] + [
     "trainer.max_epochs=1",
     "trainer.check_val_every_n_epoch=1",
     "augmentation.num_workers=1",
