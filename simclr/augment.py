@@ -8,7 +8,8 @@ On a GPU a 32 x 32 batch is so small that the number of kernels launched sets th
 result the host must read stalls the CPU. So the view is built from whole-batch ops only, with no
 data-dependent indexing or Python branching:
 
-* crop and flip are one `grid_sample`, its affine maps built in one `stack`;
+* crop and flip are one `grid_sample`, its affine maps built in one `stack` and its sample positions
+  clamped to each box, so that no tap reads outside it;
 * colour jitter is computed for every sample and kept, with `torch.where`, where `jitter` was drawn;
 * the per-sample random order of brightness, contrast, saturation and hue runs on a fixed schedule of
   seven slots, blend x3, hue, blend x3. A sample's ops that come before its hue go in the blend slots
@@ -19,8 +20,8 @@ data-dependent indexing or Python branching:
 * hue is one branchless HSV rotation, out_c = v - delta * clamp(min(k_c, 4 - k_c), 0, 1);
 * normalisation is one `addcmul` with precomputed 1/std and -mean/std.
 
-One view of a batch, whatever its size, dispatches 120 ops (46 of them drawing the parameters), none of
-them synchronising; 129 with blur. The version this replaced, which picked the jittered samples out with
+One view of a batch, whatever its size, dispatches 126 ops (46 of them drawing the parameters), none of
+them synchronising; 135 with blur. The version this replaced, which picked the jittered samples out with
 `nonzero` and built the HSV sector table on every call, took 474 ops (488 with blur) and 5 synchronising
 ones (`simclr.profiling.count_ops`).
 """
@@ -330,7 +331,9 @@ def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> t
 
     x: (B, C, H, W) float. boxes: (B, 4) pixels (x0, y0, w, h). flip: (B,) bool.
     The affine map sends output pixel centres onto the box's pixel grid (align_corners=False), so the
-    full-image box without flip reproduces the input exactly.
+    full-image box without flip reproduces the input exactly. Sample positions are held between the
+    centres of the box's first and last pixels, so the taps at its edges never read the pixels around it:
+    crop, then resize, as torchvision's `resized_crop` and PIL do.
     """
     b, c, h, w = x.shape
     boxes = boxes.to(x.dtype)  # theta, hence the grid, must have x's dtype
@@ -340,7 +343,10 @@ def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> t
     sx = torch.where(flip, -scale[:, 0], scale[:, 0])
     zero = torch.zeros_like(sx)
     theta = torch.stack([sx, zero, shift[:, 0], zero, scale[:, 1], shift[:, 1]], dim=1).view(b, 2, 3)
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)  # (B, H, W, 2) normalised (x, y)
+    # The box's centre +- (its size - 1 pixel) / the image size: its first and last pixel centres.
+    half = scale - size.reciprocal()  # (B, 2): (w - 1) / W, (h - 1) / H
+    grid = grid.clamp((shift - half).view(b, 1, 1, 2), (shift + half).view(b, 1, 1, 2))
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

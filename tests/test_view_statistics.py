@@ -8,10 +8,9 @@ learning (benchmarks/parity.py) takes most of an hour on 2 cores; this check tak
 the statistic that moved. A second test puts one setting of the device pipeline off its reference
 value at a time and checks that the comparison notices it, so the first test can fail.
 
-On 20,000 views of real CIFAR-10 images no statistic reaches z 3. The largest: PIL rounds every colour
-op down to uint8, so the reference's views are about 1/255 darker (z 2.2 to 2.9 on the channel means),
-and the device views are 1.3% sharper (z 2.4; its bilinear crop also reads the pixels just outside the
-box, where PIL crops first and then resizes).
+On 20,000 views of real CIFAR-10 images no statistic reaches z 3. The largest is PIL's: it rounds every
+colour op down to uint8, so the reference's views are about 1/255 darker (z 2.2 to 2.8 on the channel
+means). Before the device crop's taps were held inside the box, its views were also 1.3% sharper (z 2.4).
 """
 
 from __future__ import annotations
