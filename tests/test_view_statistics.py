@@ -66,14 +66,15 @@ def view_statistics(views: torch.Tensor, originals: torch.Tensor) -> dict[str, t
     std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     v, o = views * std + mean, originals / 255.0  # [0, 1]
     chroma, chroma_o = (v.amax(1) - v.amin(1)).mean(dim=(1, 2)), (o.amax(1) - o.amin(1)).mean(dim=(1, 2))
-    luma, luma_o = v.mean(1), o.mean(1)
+    luma, luma_o = v.mean(1), o.mean(1)  # (N, H, W) mean of the channels
     gray = (v.amax(1) - v.amin(1)).amax(dim=(1, 2)) < 2 / 255
     # How far a view's brightness, contrast and saturation moved from its image's, squared: the spread
     # of the jitter factors shows here, where the means of the views alone would not show it.
     change = lambda a, b: (a / b.clamp_min(1e-3) - 1).square()  # noqa: E731
     turn = _opponent_angle(v) - _opponent_angle(o)
     turn = turn - turn.round()  # wrapped to [-1/2, 1/2]
-    left_right = lambda y: (y[..., :16].mean(dim=(1, 2, 3)) - y[..., 16:].mean(dim=(1, 2, 3))).sign()  # noqa: E731
+    half = v.shape[-1] // 2
+    left_right = lambda y: (y[..., :half].mean(dim=(1, 2, 3)) - y[..., half:].mean(dim=(1, 2, 3))).sign()  # noqa: E731
     nan = torch.tensor(math.nan)
     return {
         **{f"mean_{c}": v[:, i].mean(dim=(1, 2)) for i, c in enumerate("rgb")},
