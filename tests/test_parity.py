@@ -38,6 +38,7 @@ def test_parity_report_reads_each_runs_results_and_reuses_finished_runs(cifar_ro
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 60 * 60)  # four runs of 9-16 minutes each: the suite's 600 s would kill it in the first
 @pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py").is_dir(), reason=f"real CIFAR-10 not in {REAL_ROOT}")
 def test_device_views_learn_as_well_as_torchvisions(tmp_path: Path) -> None:
     """The quick start at 6 epochs, seeds 0 and 1, both backends (46 minutes on 2 cores: about 9 per device

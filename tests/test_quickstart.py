@@ -27,6 +27,7 @@ def _run(script: str, args: list[str], cwd: Path) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TIME_LIMIT_S + 5 * 60)  # over its own limit, so a slow run fails on the assertion, not a kill
 @pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py").is_dir(), reason=f"real CIFAR-10 not in {REAL_ROOT}")
 def test_quickstart_reaches_its_accuracy_in_its_time(tmp_path: Path) -> None:
     data = [f"data.root={REAL_ROOT}", "data.download=false", "trainer.enable_progress_bar=false"]
