@@ -369,6 +369,7 @@ def test_crop_and_flip_equals_torchvisions_resized_crop() -> None:
         ref = TF.resized_crop(x[i], top=y0, left=x0, height=h, width=w, size=[size, size], antialias=False)
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0, msg=f"box {boxes[i].tolist()}")
         torch.testing.assert_close(flipped[i], TF.horizontal_flip(ref), atol=1e-5, rtol=0)
+    torch.testing.assert_close(flipped, out.flip(-1), atol=1e-5, rtol=0)
 
 
 def test_crop_and_flip_equals_pils_crop_and_bilinear_resize_to_the_uint8_rounding() -> None:

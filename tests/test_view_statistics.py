@@ -20,20 +20,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 
 from simclr.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment, build_augment
 from simclr.torchvision_views import torchvision_pipeline
-from tests.conftest import compose_config
+from tests.test_torchvision_views import default_aug
 
 Z_MAX = 5.0  # a statistic differs when its means are this many standard errors apart
 IMAGES, REPEATS = 1000, 4
-
-
-def default_aug(**overrides: object) -> dict:
-    aug = OmegaConf.to_container(compose_config("train_ssl").augmentation, resolve=True)
-    return {**aug, **overrides}
 
 
 def textured_images(n: int, seed: int = 0) -> torch.Tensor:
