@@ -7,8 +7,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from simclr.errors import ConfigError
+from simclr.schema import OutputNorm, choices
 
-# Blocks per stage of the torchvision architectures; `resnet_tiny` halves ResNet-18's depth.
+# Blocks per stage of each choice of model.arch (simclr.schema.Arch); `resnet_tiny` halves ResNet-18's depth.
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
@@ -79,9 +80,6 @@ class CifarResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-OUTPUT_NORMS = ("affine", "scale", "none")
-
-
 class ScaleBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm with a learnt scale and no shift: the official SimCLR code's output normalisation
     (TensorFlow's `BatchNormalization(center=False)`). Its only parameter is `weight`, initialised to 1.
@@ -121,8 +119,8 @@ class ProjectionHead(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ConfigError(f"model.head.num_layers={num_layers} must be >= 1")
-        if output_norm not in OUTPUT_NORMS:
-            raise ConfigError(f"model.head.output_norm={output_norm!r} is not one of {OUTPUT_NORMS}")
+        if output_norm not in choices(OutputNorm):
+            raise ConfigError(f"model.head.output_norm={output_norm!r} is not one of {choices(OutputNorm)}")
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):

@@ -11,11 +11,9 @@ import torch
 from torch import nn
 
 from simclr.errors import ConfigError
+from simclr.schema import OPTIMIZERS, LrScaling, choices
 
 log = logging.getLogger("simclr")
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
-LR_SCALINGS = ("linear", "sqrt", "none")
 
 
 class LARS(torch.optim.Optimizer):
@@ -76,8 +74,8 @@ def scaled_lr(lr: float, scaling: str, global_batch: int, base_batch: int) -> fl
     linear: lr * global_batch / base_batch (Goyal et al.); sqrt: lr * sqrt(global_batch / base_batch),
     SimCLR's choice for LARS at small batches; none: lr unchanged.
     """
-    if scaling not in LR_SCALINGS:
-        raise ConfigError(f"optimizer.lr_scaling={scaling!r} is not known; choose one of {list(LR_SCALINGS)}")
+    if scaling not in choices(LrScaling):
+        raise ConfigError(f"optimizer.lr_scaling={scaling!r} is not known; choose one of {choices(LrScaling)}")
     ratio = global_batch / base_batch
     return lr * {"linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[scaling]
 

@@ -15,9 +15,7 @@ from simclr.augment import SimCLRAugment
 from simclr.data import NUM_CLASSES
 from simclr.errors import ConfigError
 from simclr.features import extract_features
-
-MODES = ("cached", "augmented")
-OPTIMIZERS = ("adam", "sgd")
+from simclr.schema import ProbeMode, ProbeOptimizer, choices
 
 
 class LinearProbe(pl.LightningModule):
@@ -53,10 +51,10 @@ class LinearProbe(pl.LightningModule):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"probe.mode={mode!r} is not known; choose one of {list(MODES)}")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"probe.optimizer={optimizer!r} is not known; choose one of {list(OPTIMIZERS)}")
+        if mode not in choices(ProbeMode):
+            raise ConfigError(f"probe.mode={mode!r} is not known; choose one of {choices(ProbeMode)}")
+        if optimizer not in choices(ProbeOptimizer):
+            raise ConfigError(f"probe.optimizer={optimizer!r} is not known; choose one of {choices(ProbeOptimizer)}")
         crop_scale = tuple(float(v) for v in crop_scale)
         if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ConfigError(f"probe.crop_scale={list(crop_scale)} must be [lo, hi] with 0 < lo <= hi <= 1")

@@ -54,7 +54,12 @@ def derive_run_values(cfg: DictConfig) -> DerivedValues:
     """Per-device batch and the learning rate actually used, from the global batch and the lr rule."""
     world = world_size(cfg.trainer)
     batch = int(cfg.data.batch_size)
-    if batch < 1 or batch % world:
+    if batch // world < 2:  # NT-Xent needs a second image in the step for negatives
+        raise ConfigError(
+            f"data.batch_size={batch} leaves {batch // world} image per process and step, and NT-Xent needs at "
+            f"least 2 (the other images are the negatives); the smallest valid value is data.batch_size={2 * world}"
+        )
+    if batch % world:
         raise ConfigError(
             f"data.batch_size={batch} (the global batch) must be a positive multiple of the "
             f"{world} devices x nodes; e.g. data.batch_size={max(world, batch - batch % world)}"
@@ -116,7 +121,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The run config as plain containers, for checkpoints and loggers."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
 
 
 def output_dir(cfg: DictConfig) -> Path:

@@ -19,7 +19,6 @@ from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, probe_fit_warnings, resolved_config
-from simclr.schema import validate
 from simclr.splits import SplitInCheckpoint
 
 PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
@@ -41,7 +40,7 @@ def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
         return encoder, pretrained_source(ssl_config, str(Path(cfg.ckpt).resolve()))
     if cfg.get("model"):
         pl.seed_everything(cfg.seed)
-        plain = OmegaConf.to_container(cfg.model, resolve=True)
+        plain = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
         return build_encoder(**plain), {"encoder": "random", "ckpt": None, "model": plain}
     raise ConfigError(
         "nothing to probe: pass ckpt=PATH to a pretraining checkpoint (runs/ssl/.../checkpoints/last.ckpt), "
@@ -69,7 +68,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     """
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
-    probe_cfg = OmegaConf.to_container(cfg.probe, resolve=True)
+    probe_cfg = OmegaConf.to_container(cfg.probe, resolve=True, enum_to_str=True)
     data = {**cfg.data, "batch_size": probe_cfg["batch_size"]}
     datamodule = CIFAR10DataModule(**data, seed=cfg.seed, purpose="probe", batch_key="probe.batch_size")
     probe = LinearProbe(encoder, **{k: probe_cfg[k] for k in PROBE_KWARGS})
@@ -119,7 +118,6 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
 
 def train_linear(cfg: DictConfig) -> dict[str, Any]:
     """`train_linear.py`: the probe of `ckpt` or of a random `model`, in cfg.paths.output_dir."""
-    validate(cfg)  # the script validated before Hydra wrote anything; this is for direct callers
     encoder, source = probe_encoder(cfg)
     return fit_probe(encoder, source, cfg, output_dir(cfg))
 

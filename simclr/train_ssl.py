@@ -27,7 +27,6 @@ from simclr.resilience import (
     resolve_ckpt_path,
 )
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
-from simclr.schema import validate
 from simclr.splits import SplitInCheckpoint
 from simclr.sweep import objective
 from simclr.torchvision_views import torchvision_pipeline
@@ -37,13 +36,14 @@ from simclr.train_linear import probe_after_pretraining
 def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
     """The pretraining module from the config sections it uses, at the derived learning rate."""
     sections = ("model", "augmentation", "optimizer", "loss", "scheduler", "knn")
-    return SimCLRModule(**{s: OmegaConf.to_container(cfg[s], resolve=True) for s in sections}, lr=lr, seed=cfg.seed)
+    plain = {s: OmegaConf.to_container(cfg[s], resolve=True, enum_to_str=True) for s in sections}
+    return SimCLRModule(**plain, lr=lr, seed=cfg.seed)
 
 
 def build_datamodule(cfg: DictConfig, per_device_batch: int) -> CIFAR10DataModule:
     """The pretraining data: uint8 batches for the on-device views, or per-image torchvision views in CPU
     workers with augmentation.backend=torchvision."""
-    aug = OmegaConf.to_container(cfg.augmentation, resolve=True)
+    aug = OmegaConf.to_container(cfg.augmentation, resolve=True, enum_to_str=True)
     views = torchvision_pipeline(aug) if aug["backend"] == "torchvision" else None
     data = {**cfg.data, "batch_size": per_device_batch}
     return CIFAR10DataModule(**data, seed=cfg.seed, views=views, view_workers=aug["num_workers"])
@@ -53,7 +53,6 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     """Pretrains an encoder; checkpoints go to <output_dir>/checkpoints/. Returns the logged metrics."""
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
-    validate(cfg)  # the scripts validated before Hydra wrote anything; this is for direct callers
     derived = derive_run_values(cfg)
     out = Path(cfg.paths.output_dir)
     resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)

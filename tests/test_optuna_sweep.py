@@ -17,7 +17,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from simclr.cli import CheckConfig, check_optuna_sweep, run_job
+from simclr.cli import CheckConfig, run_job
+from simclr.optuna_study import check_optuna_sweep
 from simclr.errors import ConfigError
 from simclr.sweep import mark_best, optuna_note, plot, summarize
 from tests.conftest import CONF

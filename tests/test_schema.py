@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +15,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from simclr.cli import composition_error
+from simclr.cli import describe
 from simclr.errors import ConfigError
-from simclr.schema import TrainLinearConfig, TrainSSLConfig, validate
+from simclr.rules import check as validate
+from simclr.schema import TrainLinearConfig, TrainSSLConfig
 from tests.conftest import CONF, REPO, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -94,35 +96,70 @@ def test_schema_defaults_are_the_default_options() -> None:
         ("model.head.batch_norm=maybe", "model.head.batch_norm=maybe must be true or false"),
         ("augmentation.crop_scale=[0.2,big]", "augmentation.crop_scale=[0.2,big] must be a list of numbers"),
         ("knn.k=2.5", "knn.k=2.5 must be an integer"),
+        # choices are Enums: OmegaConf refuses what is not one of them
+        ("model.arch=vgg", "model.arch='vgg' is not known; choose one of ['resnet18'"),
+        (
+            "model.head.output_norm=layer",
+            "model.head.output_norm='layer' is not known; choose one of ['affine', 'scale'",
+        ),
+        ("augmentation.backend=kornia", "augmentation.backend='kornia' is not known; choose one of ['device', 'torch"),
+        ("optimizer.lr_scaling=cubic", "optimizer.lr_scaling='cubic' is not known"),
+        ("probe.mode=fancy", "probe.mode='fancy' is not known"),
+        ("probe.optimizer=lbfgs", "probe.optimizer='lbfgs' is not known"),
     ],
 )
 def test_wrong_type_is_refused_at_composition(override: str, line: str) -> None:
-    with pytest.raises(ConfigCompositionException) as caught:
-        compose_config("train_ssl", [override])
-    message = composition_error(caught.value)
+    message = _refused_at_composition("train_ssl", [override])
     assert message.startswith(line), message
     assert "\n" not in message
 
 
+def _refused_at_composition(script: str, overrides: list[str]) -> str:
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config(script, overrides)
+    return describe(caught.value, overrides)
+
+
 def test_unknown_key_is_refused_with_a_suggestion() -> None:
-    with pytest.raises(ConfigCompositionException) as caught:
-        compose_config("train_ssl", ["optimizer.lrr=1"])
-    assert composition_error(caught.value) == "optimizer.lrr is not a key of optimizer; did you mean optimizer.lr?"
-    with pytest.raises(ConfigCompositionException) as caught:
-        compose_config("train_linear", ["probe.epoch=3"])
-    assert composition_error(caught.value) == "probe.epoch is not a key of probe; did you mean probe.epochs?"
-    with pytest.raises(ConfigCompositionException) as caught:  # Trainer arguments are open: + adds one
-        compose_config("train_ssl", ["trainer.deterministic=true"])
+    lrr = _refused_at_composition("train_ssl", ["optimizer.lrr=1"])
+    assert lrr == "optimizer.lrr is not a key of optimizer; did you mean optimizer.lr?"
+    epoch = _refused_at_composition("train_linear", ["probe.epoch=3"])
+    assert epoch == "probe.epoch is not a key of probe; did you mean probe.epochs?"
     added = "trainer.deterministic is not set in conf/; add it with +trainer.deterministic=true"
-    assert composition_error(caught.value) == added
+    assert _refused_at_composition("train_ssl", ["trainer.deterministic=true"]) == added  # Trainer arguments: + adds
     cfg = compose_config("train_ssl", ["+trainer.deterministic=true"])
     assert cfg.trainer.deterministic is True
+    with pytest.raises(ConfigError, match=r"^optimizer\.lrr is not a key of optimizer; did you mean optimizer\.lr\?"):
+        validate(compose_config("train_ssl", ["+optimizer.lrr=1"]))  # forced past the schema: the rules refuse it
+
+
+def test_a_key_of_another_optimizer_is_refused_by_its_schema() -> None:
+    """Each optimizer has its own dataclass: SGD has no betas, Adam no momentum."""
+    betas = _refused_at_composition("train_ssl", ["optimizer=sgd", "optimizer.betas=[0.9,0.99]"])
+    assert betas.startswith("optimizer.betas is not a key of optimizer; its keys are ['name', 'lr'"), betas
+    assert "momentum" in betas and "betas'" not in betas
+    momentum = _refused_at_composition("train_ssl", ["optimizer.momentum=0.9"])
+    assert momentum.startswith("optimizer.momentum is not a key of optimizer;"), momentum
+    assert OmegaConf.get_type(compose_config("train_ssl", ["optimizer=lars"]).optimizer).__name__ == "LARSConfig"
+
+
+def test_a_misspelt_key_in_a_conf_file_names_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    adam = conf / "optimizer" / "adam.yaml"
+    adam.write_text(adam.read_text().replace("weight_decay:", "weight_decy:"))
+    proc = _run("train_ssl.py", [f"--config-path={conf}", "trainer=cpu"], tmp_path)
+    line = _one_error_line(proc.stderr)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert line == (
+        f"error: optimizer.weight_decy (in {adam.resolve()}) is not a key of optimizer; "
+        "did you mean optimizer.weight_decay?"
+    ), line
+    assert list(tmp_path.iterdir()) == [conf]  # nothing written
 
 
 def test_unknown_group_option_is_one_line() -> None:
-    with pytest.raises(ConfigCompositionException) as caught:
-        compose_config("train_ssl", ["model=vgg"])
-    message = composition_error(caught.value)
+    message = _refused_at_composition("train_ssl", ["model=vgg"])
     assert message.startswith("model=vgg is not an option of model; choose one of ['resnet18'"), message
     assert "\n" not in message
 
@@ -149,14 +186,13 @@ RANGE_CASES = {
     "data.val_size=-1": "data.val_size=-1 must be an integer >= 0;",
     "model.width=0": "model.width=0 must be an integer >= 1;",
     "model.head.out_dim=0": "model.head.out_dim=0 must be an integer >= 1;",
-    "model.arch=vgg": "model.arch='vgg' is not known; choose one of",
-    "model.head.output_norm=layer": "model.head.output_norm='layer' is not known; choose one of ['affine', 'scale'",
-    "augmentation.backend=kornia": "augmentation.backend='kornia' is not known; choose one of ['device', 'torch",
     "augmentation.num_workers=-1": "augmentation.num_workers=-1 must be an integer >= 0;",
     "optimizer=sgd optimizer.momentum=1.0": "optimizer.momentum=1 must be in [0, 1);",
-    "optimizer.name=sgd": "optimizer.betas=[0.9, 0.999] must be null with optimizer.name=sgd",
-    "optimizer=sgd optimizer.name=adam": "optimizer.betas is not set, and optimizer.name=adam needs it",
-    "optimizer.lr_scaling=cubic": "optimizer.lr_scaling='cubic' is not known",
+    "optimizer.name=sgd": "optimizer.name=sgd does not match the optimizer group's keys (optimizer=adam); select",
+    "optimizer=sgd optimizer.name=adam": "optimizer.name=adam does not match the optimizer group's keys (optimizer=sgd",
+    "data.batch_size=1": "data.batch_size=1 leaves 1 image per process and step",
+    "trainer=ddp data.batch_size=2": "data.batch_size=2 leaves 1 image per process and step",
+    "optimizer.betas=[0.9,1.0]": "optimizer.betas=[0.9, 1] must be two numbers in [0, 1);",
     "scheduler.warmup_epochs=-1": "scheduler.warmup_epochs=-1 must be >= 0;",
     "scheduler.final_lr_fraction=1.5": "scheduler.final_lr_fraction=1.5 must be in [0, 1];",
     "trainer.max_epochs=0": "trainer.max_epochs=0 must be an integer >= 1;",
@@ -175,8 +211,6 @@ RANGE_CASES = {
     "probe.momentum=1": "probe.momentum=1 must be in [0, 1);",
     "probe.batch_size=0": "probe.batch_size=0 must be an integer >= 1;",
     "probe.crop_scale=[0,1]": "probe.crop_scale=[0, 1] must be [min, max] with 0 < min <= max <= 1",
-    "probe.mode=fancy": "probe.mode='fancy' is not known",
-    "probe.optimizer=lbfgs": "probe.optimizer='lbfgs' is not known",
     "seed=-1": "seed=-1 must be an integer in [0, 4294967295];",
     "model.compile_mode=max-autotune": "model.compile_mode='max-autotune' has no effect without compilation",
 }
