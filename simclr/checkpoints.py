@@ -1,12 +1,18 @@
-"""What a checkpoint of this project carries, and loading one with errors that name the fix.
+"""What a checkpoint of this project carries, finding and loading one with errors that name the fix.
 
 Every checkpoint written by `train_ssl.py` or `train_linear.py` holds, besides Lightning's own keys,
 `simclr_kind` ("pretrain" or "probe") and `simclr_config` (the resolved run config, plain containers),
 so an encoder can be rebuilt without the user repeating any model option.
+
+Every entry point that takes a checkpoint (`train_linear.py ckpt=`, `python -m simclr.export ckpt=`,
+`train_ssl.py ckpt_path=`, `simclr.load_encoder`) finds it with `find_checkpoint` (a file, or a run
+directory) and reads it with `read_checkpoint`.
 """
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ from simclr.nets import CifarResNet, build_encoder
 
 KIND_KEY = "simclr_kind"
 CONFIG_KEY = "simclr_config"
+KIND_NAMES = {"pretrain": "pretraining", "probe": "probe"}
 
 
 class ConfigInCheckpoint(pl.Callback):
@@ -31,14 +38,93 @@ class ConfigInCheckpoint(pl.Callback):
         checkpoint[KIND_KEY] = self.kind
 
 
+def checkpoint_in(folder: Path) -> Path | None:
+    """The checkpoint a run directory holds: <folder>/checkpoints/last.ckpt, else the newest
+    <folder>/checkpoints/*.ckpt; for a folder without checkpoints/, its own last.ckpt or newest *.ckpt.
+    None when there is none."""
+    if (folder / "checkpoints").is_dir():
+        folder = folder / "checkpoints"
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def find_checkpoint(path: str | Path, arg: str = "ckpt") -> Path:
+    """The checkpoint file `path` names: a file (or a missing path) as given, a run directory's checkpoint
+    (see `checkpoint_in`). A missing file is reported by `read_checkpoint`; `arg` is the option the error
+    names (`ckpt`, or `ckpt_path` for resuming)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = checkpoint_in(path)
+    if found is None:
+        raise CheckpointError(
+            f"{arg}={path} is a directory without checkpoints/last.ckpt or any other .ckpt file; pass the "
+            f"checkpoint file itself, e.g. {arg}={path}/checkpoints/<name>.ckpt, or the directory of a pretraining run"
+        )
+    return found
+
+
+def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
+    """The checkpoint `train_ssl.py ckpt_path=` resumes from; None for a fresh start.
+
+    `last`: this run directory's checkpoints/last.ckpt (rerun with the same hydra.run.dir);
+    `auto`: the same if it exists, else None: what a requeued cluster job needs;
+    anything else: `find_checkpoint` (a file, or a run directory's newest checkpoint).
+    """
+    if not value:
+        return None
+    if value in ("auto", "last"):
+        candidate = output_dir / "checkpoints" / "last.ckpt"
+        if candidate.is_file():
+            return candidate
+        if value == "auto":
+            return None  # nothing to resume: a fresh start
+        raise CheckpointError(
+            f"ckpt_path=last: no {candidate}; rerun with the interrupted run's directory "
+            f"(hydra.run.dir=runs/ssl/<date>/<time>) or pass ckpt_path=<run dir or .ckpt file>"
+        )
+    return find_checkpoint(value, arg="ckpt_path")
+
+
+# What `export_form` calls each encoder export, in error messages.
+EXPORT_FORMS = {"safetensors": "a safetensors file", "pt2": "an ExportedProgram (.pt2) file"}
+
+
+def export_form(path: Path) -> str | None:
+    """The encoder export `path` is, by its bytes: "safetensors", "pt2" (torch.export's archive), or None.
+
+    By content, not name: a renamed export is still told apart from a checkpoint.
+    """
+    if zipfile.is_zipfile(path):
+        try:  # torch.export.save writes <root>/archive_format = "pt2"; torch.save archives have no such file
+            with zipfile.ZipFile(path) as z:
+                formats = [z.read(n) for n in z.namelist() if n.endswith("/archive_format")]
+        except zipfile.BadZipFile:
+            return None
+        return "pt2" if b"pt2" in formats else None
+    # safetensors: an 8-byte little-endian header length, then that many bytes of JSON.
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
+        return "safetensors"
+    return None
+
+
 def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any]:
-    """Loads a checkpoint on the CPU and checks it is this project's checkpoint of kind `expect`."""
+    """Loads a checkpoint file on the CPU and checks it is this project's checkpoint of kind `expect`."""
     path = Path(path)
     if not path.is_file():
         hint = "" if path.suffix == ".ckpt" else " (checkpoints end in .ckpt)"
         raise CheckpointError(
             f"checkpoint {path} does not exist{hint}; pretraining writes them to <run dir>/checkpoints/, "
             f"e.g. ckpt=runs/ssl/<date>/<time>/checkpoints/last.ckpt"
+        )
+    if (form := export_form(path)) is not None:
+        raise CheckpointError(
+            f"{path} is {EXPORT_FORMS[form]}, not a {KIND_NAMES[expect]} checkpoint; pass "
+            f"ckpt=<run dir>/checkpoints/last.ckpt (an export's export.json names the checkpoint it came from)"
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -66,20 +152,29 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
 
 
 def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, Any]]:
-    """Rebuilds the encoder of a pretraining checkpoint from the config stored in it.
+    """Rebuilds the encoder of a pretraining checkpoint (a file or a run directory) from the config stored in it.
 
     Returns (encoder with the checkpoint's weights, the checkpoint's resolved run config).
     """
+    path = find_checkpoint(path)
     ckpt = read_checkpoint(path, expect="pretrain")
     return encoder_from_checkpoint(ckpt, path), ckpt[CONFIG_KEY]
 
 
 def encoder_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> CifarResNet:
     """The encoder of a pretraining checkpoint already read with `read_checkpoint` (`path` names it in errors)."""
-    config = ckpt[CONFIG_KEY]
-    encoder = build_encoder(**config["model"])
     prefix = "encoder."
     weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    return load_weights(build_encoder(**ckpt[CONFIG_KEY]["model"]), weights, path, "its config")
+
+
+def load_weights(
+    encoder: CifarResNet, weights: dict[str, torch.Tensor], path: str | Path, named_by: str
+) -> CifarResNet:
+    """`encoder` (built from the arch and width that `named_by` in `path` names) holding `weights`, its state dict.
+
+    Raises CheckpointError naming the first mismatching key when the weights are another network's.
+    """
     expected = encoder.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -87,10 +182,10 @@ def encoder_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> CifarResN
     if missing or unexpected or misshapen:
         first = (missing or unexpected or misshapen)[0]
         raise CheckpointError(
-            f"the encoder weights in {path} do not match the architecture its config names "
-            f"(model.arch={config['model'].get('arch')}, width={config['model'].get('width')}): "
+            f"the encoder weights in {path} do not match the architecture {named_by} names "
+            f"(model.arch={encoder.arch}, width={encoder.width}): "
             f"{len(missing)} missing, {len(unexpected)} unexpected, {len(misshapen)} of another shape "
-            f"(first: {first}); the checkpoint was edited or written by other code: pass an unmodified one"
+            f"(first: {first}); the file was edited or written by other code; pass an unmodified one"
         )
     encoder.load_state_dict(weights)
     return encoder

@@ -5,6 +5,12 @@
 
 writes into the export directory (by default <run dir>/export/, beside checkpoints/):
 
+- `encoder.pt2`: the encoder in eval mode as a `torch.export` ExportedProgram (the graph and its weights,
+  any batch size), for torch alone:
+
+      m = torch.export.load("encoder.pt2").module()   # call it directly: .eval() and .train() are not supported
+      features = m(images)
+
 - `encoder_torchvision.pt`: a state dict for `torchvision.models.resnet18/34/50` with the CIFAR stem
   (width 64 only; other widths and resnet_tiny have no torchvision model, and this form is skipped):
 
@@ -12,10 +18,13 @@ writes into the export directory (by default <run dir>/export/, beside checkpoin
       m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity(); m.fc = nn.Identity()
       m.load_state_dict(torch.load("encoder_torchvision.pt", weights_only=True)); m.eval()
 
-- `encoder.torchscript.pt`: the encoder in eval mode as TorchScript, for `torch.jit.load` (no Python class needed);
 - `encoder.safetensors`: the weights (keys as the torchvision form), metadata: arch, width, feature_dim,
   the normalisation, the source checkpoint, its epoch and step;
-- `export.json` (the same facts, machine-readable) and `README.txt` (how to load each form).
+- `export.json`: the record of all this (`export_info`), and `README.txt`, generated from that record (how
+  to load each form). The .pt2 archive carries the record too, and the safetensors metadata its facts.
+
+The architecture and width are the checkpoint's own (its stored config, `simclr_config`), and `load_encoder`
+reads them back from the export's record, never from the shapes of the tensors.
 
 Every form maps images (B, 3, 32, 32) float32, each channel normalised as (x / 255 - mean) / std with the
 CIFAR-10 mean and std (`simclr.augment.CIFAR10_MEAN`, `CIFAR10_STD`), to features (B, feature_dim) taken
@@ -23,7 +32,7 @@ after global average pooling (512 for ResNet-18/34 at width 64, 2048 for ResNet-
 
 An existing file is never overwritten unless asked (`force=true`). `train_ssl` writes the export of its final
 encoder only when it logs to W&B (`log_encoder_artifact`), where the export becomes a model artifact of the
-run; other runs export on demand with the command above (a ResNet-18 export is ~130 MB, three copies of the
+run; other runs export on demand with the command above (a ResNet-18 export is ~135 MB, three copies of the
 weights, which most runs never need).
 """
 
@@ -32,34 +41,39 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 import sys
-import warnings
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from simclr.augment import CIFAR10_MEAN, CIFAR10_STD
+from simclr.checkpoints import (
+    KIND_KEY,
+    checkpoint_in,
+    encoder_from_checkpoint,
+    export_form,
+    find_checkpoint,
+    load_pretrained_encoder,
+    load_weights,
+    read_checkpoint,
+)
 from simclr.errors import CheckpointError, ExportError, SimCLRError, first_line
-from simclr.nets import ARCHITECTURES, CifarResNet
+from simclr.nets import CifarResNet
 
 log = logging.getLogger("simclr")
 
+PT2_FILE = "encoder.pt2"
 TORCHVISION_FILE = "encoder_torchvision.pt"
-TORCHSCRIPT_FILE = "encoder.torchscript.pt"
 SAFETENSORS_FILE = "encoder.safetensors"
 JSON_FILE = "export.json"
 README_FILE = "README.txt"
-# Inside the TorchScript archive: marks it as this project's export (a foreign TorchScript file lacks it).
-TORCHSCRIPT_EXTRA = "simclr_export.json"
+# Inside the .pt2 archive: the export's record (export.json); a .pt2 of another program lacks it.
+PT2_RECORD = "simclr_export.json"
 EXPORT_FORMAT = "simclr-encoder-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: the ExportedProgram (encoder.pt2) replaced TorchScript
+# The batch of the example input torch.export traces with: >= 2, since sizes 0 and 1 would be specialised.
+EXAMPLE_BATCH = 2
 # The architectures torchvision builds with the same blocks; only at width 64, torchvision's fixed width.
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
 USAGE = "usage: python -m simclr.export ckpt=PATH [out=DIR] [force=true]"
@@ -100,47 +114,26 @@ def default_export_dir(ckpt_path: Path) -> Path:
     return (folder.parent if folder.name == "checkpoints" else folder) / "export"
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file as given, or a run directory's checkpoints/last.ckpt (or a folder's last.ckpt)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path  # a missing file is reported by read_checkpoint, with the fix
-    for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(
-        f"{path} is a directory without checkpoints/last.ckpt; pass the checkpoint file itself, "
-        f"e.g. ckpt={path}/checkpoints/<name>.ckpt, or the directory of a pretraining run"
-    )
-
-
 def export_encoder(ckpt_path: str | Path, out_dir: str | Path | None = None, force: bool = False) -> dict[str, Path]:
     """Writes the encoder of a pretraining checkpoint in the three forms of this module, with export.json and README.
 
     Args:
-        ckpt_path: a pretraining .ckpt of this project, or its run directory (then checkpoints/last.ckpt).
+        ckpt_path: a pretraining .ckpt of this project, or its run directory (`find_checkpoint`).
         out_dir: where to write; default `default_export_dir` (<run dir>/export/).
         force: overwrite files of an earlier export; without it an existing file stops the export
             before anything is written (ExportError).
 
-    Returns {"torchvision", "torchscript", "safetensors", "json", "readme"} -> the file written; no
+    Returns {"torchvision", "pt2", "safetensors", "json", "readme"} -> the file written; no
     "torchvision" when the encoder has no torchvision equivalent (the reason is logged and in export.json).
     """
-    from simclr.checkpoints import encoder_from_checkpoint, read_checkpoint  # imports Lightning: only when needed
-
-    ckpt_path = resolve_checkpoint(ckpt_path)
-    if ckpt_path.is_file() and (form := _sniff(ckpt_path)) is not None:
-        raise CheckpointError(
-            f"{ckpt_path} is a {form} file, not a pretraining checkpoint; the export reads the checkpoint: "
-            f"pass ckpt=<run dir>/checkpoints/last.ckpt"
-        )
+    ckpt_path = find_checkpoint(ckpt_path)
     ckpt = read_checkpoint(ckpt_path, expect="pretrain")
     encoder = encoder_from_checkpoint(ckpt, ckpt_path).eval()
     out = Path(out_dir) if out_dir is not None else default_export_dir(ckpt_path)
     if out.exists() and not out.is_dir():
         raise ExportError(f"out={out} is a file, not a directory; pass out=DIR for the export files")
     tv_name, tv_reason = torchvision_equivalent(encoder.arch, encoder.width)
-    names = {"torchscript": TORCHSCRIPT_FILE, "safetensors": SAFETENSORS_FILE, "json": JSON_FILE, "readme": README_FILE}
+    names = {"pt2": PT2_FILE, "safetensors": SAFETENSORS_FILE, "json": JSON_FILE, "readme": README_FILE}
     if tv_name is not None:
         names = {"torchvision": TORCHVISION_FILE, **names}
     # Every file name of an export counts, the torchvision form's included when this encoder has none: left
@@ -160,13 +153,15 @@ def export_encoder(ckpt_path: str | Path, out_dir: str | Path | None = None, for
     state = {k: v.detach().contiguous().clone() for k, v in encoder.state_dict().items()}
     paths = {form: out / name for form, name in names.items()}
     if tv_name is not None:
-        _atomic(paths["torchvision"], lambda tmp: torch.save(state, tmp))
+        _atomic(paths["torchvision"], lambda f: torch.save(state, f))
     else:
-        log.warning("export: no %s: %s; the TorchScript and safetensors forms are written", TORCHVISION_FILE, tv_reason)
-    _atomic(paths["torchscript"], lambda tmp: _save_torchscript(encoder, tmp, info))
-    _atomic(paths["safetensors"], lambda tmp: _save_safetensors(state, tmp, info))
-    _atomic(paths["json"], lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
-    _atomic(paths["readme"], lambda tmp: tmp.write_text(readme(info)))
+        log.warning(
+            "export: no %s: %s; the ExportedProgram and safetensors forms are written", TORCHVISION_FILE, tv_reason
+        )
+    _atomic(paths["pt2"], lambda f: _save_program(encoder, f, info))
+    _atomic(paths["safetensors"], lambda f: f.write(_safetensors_bytes(state, info)))
+    _atomic(paths["json"], lambda f: f.write((json.dumps(info, indent=2) + "\n").encode()))
+    _atomic(paths["readme"], lambda f: f.write(readme(info).encode()))
     for path in paths.values():
         log.info("export: wrote %s", path)
     return paths
@@ -177,7 +172,7 @@ def export_info(
 ) -> dict[str, Any]:
     """What export.json records: the encoder, its input and output, its source, and how to load each form."""
     load = {
-        "torchscript": f"m = torch.jit.load({TORCHSCRIPT_FILE!r}).eval()",
+        "pt2": f"import torch\nm = torch.export.load({PT2_FILE!r}).module()\n",
         "safetensors": "weights = safetensors.torch.load_file('encoder.safetensors')  # keys as the torchvision form",
         "simclr": "m = simclr.load_encoder('<this directory or a file in it>')  # frozen; trainable=True to fine-tune",
     }
@@ -209,19 +204,22 @@ def export_info(
 
 
 def readme(info: dict[str, Any]) -> str:
-    """README.txt of an export directory: what goes in, what comes out, and the lines that load each form."""
+    """README.txt of an export directory, from its record (export.json): what goes in, what comes out, and the
+    lines that load each form."""
     mean, std = info["input"]["mean"], info["input"]["std"]
+    load = info["load"]
     forms = [
-        f"TorchScript ({TORCHSCRIPT_FILE}):\n    import torch\n    {info['load']['torchscript']}\n",
+        f"ExportedProgram ({PT2_FILE}), torch.export's format: the network in eval mode, any batch size.\n"
+        f"Call it directly (its .eval() and .train() raise: the eval-mode graph is fixed):\n"
+        f"{_indented(load['pt2'])}    features = m(images)\n",
+        f"torchvision ({TORCHVISION_FILE}):\n{_indented(load['torchvision'])}"
+        if info["torchvision"]
+        else f"No torchvision form: {info['torchvision_skipped']}.\n",
         f"safetensors ({SAFETENSORS_FILE}): the weights, keys as the torchvision form; metadata = export.json's facts\n"
-        f"    import safetensors.torch\n    {info['load']['safetensors']}\n",
-        f"With the simclr package (any form, or this directory):\n    import simclr\n    {info['load']['simclr']}\n",
+        f"{_indented('import safetensors.torch')}{_indented(load['safetensors'])}",
+        f"With the simclr package (any form, or this directory):\n"
+        f"{_indented('import simclr')}{_indented(load['simclr'])}",
     ]
-    if info["torchvision"]:
-        snippet = "".join(f"    {line}\n" for line in info["load"]["torchvision"].splitlines())
-        forms.insert(0, f"torchvision ({TORCHVISION_FILE}):\n{snippet}")
-    else:
-        forms.insert(0, f"No torchvision form: {info['torchvision_skipped']}.\n")
     return (
         f"SimCLR CIFAR-10 encoder: {info['arch']}, width {info['width']}, from {info['source']['checkpoint']}\n"
         f"(epoch index {info['source']['epoch']}, counted from 0; global step {info['source']['global_step']}).\n\n"
@@ -231,33 +229,28 @@ def readme(info: dict[str, Any]) -> str:
     )
 
 
+def _indented(code: str) -> str:
+    return "".join(f"    {line}\n" for line in code.splitlines())
+
+
 def _atomic(path: Path, write: Any) -> None:
-    # A crash mid-write leaves a .tmp file, never a truncated file under the final name.
+    # A crash mid-write leaves a .tmp file, never a truncated file under the final name. `write` gets the open
+    # binary file: torch.export.save wants a name ending in .pt2 or a file object, and the .tmp name is neither.
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
+    with open(tmp, "wb") as f:
+        write(f)
     os.replace(tmp, path)
 
 
-@contextmanager
-def _torchscript_quietly() -> Iterator[None]:
-    # torch >= 2.9 flags torch.jit as deprecated (FutureWarning); TorchScript is still the one format that
-    # loads in C++ and in Python without the class, which is why the export writes it.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
-        yield
+def _save_program(encoder: CifarResNet, f: Any, info: dict[str, Any]) -> None:
+    """torch.export of the eval-mode encoder, batch dimension dynamic, with the export's record inside."""
+    example = torch.zeros(EXAMPLE_BATCH, 3, 32, 32)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(encoder.eval(), (example,), dynamic_shapes={"x": {0: batch}})
+    torch.export.save(program, f, extra_files={PT2_RECORD: json.dumps(info)})
 
 
-def _save_torchscript(encoder: CifarResNet, path: Path, info: dict[str, Any]) -> None:
-    encoder = encoder.eval()
-    with _torchscript_quietly():
-        try:
-            scripted = torch.jit.script(encoder)
-        except Exception:  # noqa: BLE001  (a module TorchScript cannot compile: the trace is exact for this net)
-            scripted = torch.jit.trace(encoder, torch.zeros(1, 3, 32, 32))
-        torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_EXTRA: json.dumps(info)})
-
-
-def _save_safetensors(state: dict[str, torch.Tensor], path: Path, info: dict[str, Any]) -> None:
+def _safetensors_bytes(state: dict[str, torch.Tensor], info: dict[str, Any]) -> bytes:
     from safetensors.torch import save
 
     metadata = {
@@ -275,32 +268,30 @@ def _save_safetensors(state: dict[str, torch.Tensor], path: Path, info: dict[str
         "epoch": str(info["source"]["epoch"]),
         "global_step": str(info["source"]["global_step"]),
     }
-    path.write_bytes(save(state, metadata=metadata))  # not save_file, which makes the file private (0600)
+    return save(state, metadata=metadata)  # bytes, written by _atomic: save_file makes the file private (0600)
 
 
 # ---- loading -----------------------------------------------------------------------------------------
 
 
-def load_encoder(path: str | Path, trainable: bool = False, device: str | torch.device = "cpu") -> nn.Module:
+def load_encoder(path: str | Path, trainable: bool = False, device: str | torch.device = "cpu") -> CifarResNet:
     """The encoder of a pretraining checkpoint or of an export, ready to use.
 
     Args:
-        path: a pretraining .ckpt of this project, a run directory (its checkpoints/last.ckpt), an export
-            directory, or one of its files (encoder.safetensors, encoder_torchvision.pt, encoder.torchscript.pt).
+        path: a pretraining .ckpt of this project, a run directory (`simclr.checkpoints.checkpoint_in`), an
+            export directory, or one of its files (encoder.pt2, encoder.safetensors, encoder_torchvision.pt).
         trainable: False: frozen (eval mode, no parameter requires grad), for features;
             True: train mode with gradients, for fine-tuning.
         device: where the weights go.
 
-    Returns a `CifarResNet` (a TorchScript module for encoder.torchscript.pt) mapping normalised images
-    (B, 3, 32, 32) float32 (see this module's docstring) to features (B, feature_dim).
+    Returns a `CifarResNet` of the architecture and width the checkpoint's config or the export's record names,
+    mapping normalised images (B, 3, 32, 32) float32 (see this module's docstring) to features (B, feature_dim).
     Raises CheckpointError (one line: the path and the fix) for anything else.
     """
-    file = _encoder_file(Path(path))
-    encoder = _load_file(file, device)
+    encoder = _load_file(_encoder_file(Path(path)))
     encoder.to(device)
     encoder.train(trainable)
-    for p in encoder.parameters():  # not requires_grad_(): TorchScript modules lack it
-        p.requires_grad_(trainable)
+    encoder.requires_grad_(trainable)
     return encoder
 
 
@@ -309,27 +300,25 @@ def _encoder_file(path: Path) -> Path:
         raise CheckpointError(f"{path} does not exist; {_FIX}")
     if path.is_file():
         return path
-    candidates = [path / "checkpoints" / "last.ckpt", path / "last.ckpt"]
+    if (ckpt := checkpoint_in(path)) is not None:
+        return ckpt
     for folder in (path, path / "export"):
-        candidates += [folder / SAFETENSORS_FILE, folder / TORCHVISION_FILE, folder / TORCHSCRIPT_FILE]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        for name in (PT2_FILE, SAFETENSORS_FILE, TORCHVISION_FILE):
+            if (folder / name).is_file():
+                return folder / name
     raise CheckpointError(
-        f"{path} is a directory with no encoder in it (no checkpoints/last.ckpt, last.ckpt or {SAFETENSORS_FILE}); "
-        f"{_FIX}"
+        f"{path} is a directory with no encoder in it (no checkpoints/*.ckpt, *.ckpt, {PT2_FILE} or "
+        f"{SAFETENSORS_FILE}); {_FIX}"
     )
 
 
-def _load_file(file: Path, device: str | torch.device) -> nn.Module:
-    """TorchScript and safetensors are told by their bytes (renamed, they still load); the rest by torch.load."""
-    form = _sniff(file)
-    if form == "TorchScript":
-        return _load_torchscript(file, device)
+def _load_file(file: Path) -> CifarResNet:
+    """The .pt2 and safetensors forms are told by their bytes (renamed, they still load); the rest by torch.load."""
+    form = export_form(file)
+    if form == "pt2":
+        return _load_program(file)
     if form == "safetensors":
         return _load_safetensors(file)
-    from simclr.checkpoints import KIND_KEY, load_pretrained_encoder
-
     if file.suffix == ".ckpt":  # read once, by read_checkpoint, which names a probe or foreign checkpoint
         return load_pretrained_encoder(file)[0]
     try:
@@ -342,98 +331,78 @@ def _load_file(file: Path, device: str | torch.device) -> nn.Module:
     if isinstance(obj, dict) and (KIND_KEY in obj or "state_dict" in obj):  # a checkpoint under another name
         return load_pretrained_encoder(file)[0]
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return encoder_from_state_dict(obj, file)
+        return _load_torchvision_form(obj, file)
     raise CheckpointError(f"{file} is a PyTorch file but holds no encoder of this project; {_FIX}")
 
 
-def _sniff(file: Path) -> str | None:
-    """The form of a file by its bytes: TorchScript, safetensors, or None (a torch.save file or another)."""
-    if zipfile.is_zipfile(file) and _is_torchscript(file):
-        return "TorchScript"
-    return "safetensors" if _is_safetensors(file) else None
-
-
-def _is_torchscript(file: Path) -> bool:
-    # torch.save archives hold <name>/data.pkl; TorchScript archives also hold <name>/constants.pkl and code/.
-    with zipfile.ZipFile(file) as z:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
-
-
-def _is_safetensors(file: Path) -> bool:
-    # The format: an 8-byte little-endian header length, then that many bytes of JSON.
-    with open(file, "rb") as f:
-        head = f.read(9)
-    if len(head) < 9:
-        return False
-    (size,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and size <= file.stat().st_size - 8
-
-
-def _load_torchscript(file: Path, device: str | torch.device) -> nn.Module:
-    extra = {TORCHSCRIPT_EXTRA: ""}
+def _load_program(file: Path) -> CifarResNet:
+    """A `CifarResNet` holding the weights of an encoder.pt2, built as its record names: trainable, unlike
+    the program's own module, whose graph is fixed in eval mode."""
+    extra = {PT2_RECORD: ""}
     try:
-        with _torchscript_quietly():
-            module = torch.jit.load(str(file), map_location=device, _extra_files=extra)
-    except Exception as e:  # noqa: BLE001  (a damaged archive raises RuntimeError with pages of C++ context)
+        with open(file, "rb") as f:  # a file object: torch.export.load wants a .pt2 name, and renamed files load
+            program = torch.export.load(f, extra_files=extra)
+    except Exception as e:  # noqa: BLE001  (a damaged archive raises RuntimeError, KeyError, ...)
         raise CheckpointError(
-            f"{file} is not a readable TorchScript file ({type(e).__name__}: {first_line(e)}); {_FIX}"
+            f"{file} is not a readable ExportedProgram (.pt2) file ({type(e).__name__}: {first_line(e)}); {_FIX}"
         ) from e
-    if not extra[TORCHSCRIPT_EXTRA]:
+    if not extra[PT2_RECORD]:
         raise CheckpointError(
-            f"{file} is a TorchScript file of another program (no {TORCHSCRIPT_EXTRA} in it), not an encoder export "
+            f"{file} is an ExportedProgram (.pt2) of another program (no {PT2_RECORD} in it), not an encoder export "
             f"of this project; {_FIX}"
         )
-    return module
+    return _encoder_from_record(json.loads(extra[PT2_RECORD]), dict(program.state_dict), file, f"its {PT2_RECORD}")
 
 
-def _load_safetensors(file: Path) -> nn.Module:
-    from safetensors.torch import load_file
+def _load_safetensors(file: Path) -> CifarResNet:
+    from safetensors import safe_open
 
     try:
-        state = load_file(str(file), device="cpu")
+        with safe_open(str(file), "pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is no dict)
     except Exception as e:  # noqa: BLE001  (SafetensorError and others, on damaged headers or data)
         raise CheckpointError(
             f"{file} is not a readable safetensors file ({type(e).__name__}: {first_line(e)}); {_FIX}"
         ) from e
-    return encoder_from_state_dict(state, file)
+    if EXPORT_FORMAT not in metadata:
+        raise CheckpointError(
+            f"{file} is a safetensors file of another program (no '{EXPORT_FORMAT}' in its metadata), not an "
+            f"encoder export of this project; {_FIX}"
+        )
+    record = {"format": EXPORT_FORMAT, "arch": metadata.get("arch"), "width": metadata.get("width")}
+    return _encoder_from_record(record, state, file, "its metadata")
 
 
-def encoder_from_state_dict(state: dict[str, torch.Tensor], source: str | Path) -> CifarResNet:
-    """A `CifarResNet` holding a state dict of the torchvision form; arch and width are read off the shapes.
+def _load_torchvision_form(state: dict[str, torch.Tensor], file: Path) -> CifarResNet:
+    """The torchvision form holds tensors alone: the export.json beside it names the architecture."""
+    record_file = file.with_name(JSON_FILE)
+    if not record_file.is_file():
+        raise CheckpointError(
+            f"{file} holds tensors but no {JSON_FILE} is beside it to name their architecture (an export's files "
+            f"load together); {_FIX}"
+        )
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"{record_file} is not readable JSON ({type(e).__name__}: {first_line(e)}); export again with "
+            f"`python -m simclr.export ckpt=<run dir> force=true`"
+        ) from e
+    return _encoder_from_record(record, state, file, f"the {JSON_FILE} beside it")
 
-    Raises CheckpointError when the tensors are not such an encoder (e.g. torchvision's ImageNet ResNet,
-    whose stem is a 7x7 conv and which has an `fc`).
-    """
-    conv1 = state.get("conv1.weight")
-    if conv1 is None or conv1.ndim != 4:
-        raise CheckpointError(f"{source} holds tensors but no ResNet encoder (no 4-d 'conv1.weight'); {_FIX}")
-    if tuple(conv1.shape[1:]) != (3, 3, 3):
-        imagenet = " (a 7x7 stem: torchvision's ImageNet ResNet)" if tuple(conv1.shape[2:]) == (7, 7) else ""
-        raise CheckpointError(
-            f"{source} holds a ResNet whose stem conv is {tuple(conv1.shape)}{imagenet}, not this project's "
-            f"CIFAR stem (3x3, stride 1); {_FIX}"
-        )
-    bottleneck = "layer1.0.conv3.weight" in state
-    blocks = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
-    arch = next(
-        (a for a, (block, layers) in ARCHITECTURES.items() if (block is Bottleneck) == bottleneck and layers == blocks),
-        None,
-    )
-    if arch is None:
-        raise CheckpointError(
-            f"{source} holds a ResNet with {list(blocks)} blocks per stage, which no model.arch of this project "
-            f"builds; {_FIX}"
-        )
-    encoder = CifarResNet(arch, width=int(conv1.shape[0]))
-    expected = encoder.state_dict()
-    wrong = sorted(set(expected) ^ set(state)) or sorted(k for k in expected if expected[k].shape != state[k].shape)
-    if wrong:
-        raise CheckpointError(
-            f"{source} does not hold a {arch} encoder of width {conv1.shape[0]} (first mismatch: {wrong[0]}, e.g. "
-            f"an 'fc' layer or another block); {_FIX}"
-        )
-    encoder.load_state_dict(state)
-    return encoder
+
+def _encoder_from_record(
+    record: dict[str, Any], state: dict[str, torch.Tensor], file: Path, named_by: str
+) -> CifarResNet:
+    """A `CifarResNet` of the arch and width an export's record names, holding `state` (torchvision's keys)."""
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != EXPORT_FORMAT
+        or not (record.get("arch") and record.get("width"))
+    ):
+        raise CheckpointError(f"{file}: {named_by} is not the record of an encoder export of this project; {_FIX}")
+    return load_weights(CifarResNet(record["arch"], int(record["width"])), state, file, named_by)
 
 
 # ---- W&B ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard,
-and finding the checkpoint to resume from."""
+"""What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard, and
+a guard against a new run writing over an earlier run's checkpoints (the checkpoint to resume from is
+found by `simclr.checkpoints.resolve_ckpt_path`)."""
 
 from __future__ import annotations
 
@@ -122,40 +123,6 @@ class DivergenceGuard(pl.Callback):
             f"scheduler.warmup_epochs), a temperature too low (loss.temperature={temperature}),"
             f" or fp16 overflow (trainer.precision={trainer.precision}: try bf16-mixed or 32-true)"
         )
-
-
-def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
-    """The checkpoint to resume from.
-
-    `last`: this run directory's checkpoints/last.ckpt (rerun with the same hydra.run.dir);
-    `auto`: the same if it exists, else None (a fresh start): what a requeued cluster job needs;
-    a run directory: its checkpoints/last.ckpt, else its newest checkpoint; a file: itself.
-    """
-    if not value:
-        return None
-    if value == "auto":
-        candidate = output_dir / "checkpoints" / "last.ckpt"
-        return candidate if candidate.is_file() else None
-    if value == "last":
-        candidate = output_dir / "checkpoints" / "last.ckpt"
-        if not candidate.is_file():
-            raise CheckpointError(
-                f"ckpt_path=last: no {candidate}; rerun with the interrupted run's directory "
-                f"(hydra.run.dir=runs/ssl/<date>/<time>) or pass ckpt_path=<run dir or .ckpt file>"
-            )
-        return candidate
-    path = Path(value)
-    if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        if (folder / "last.ckpt").is_file():
-            return folder / "last.ckpt"
-        found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise CheckpointError(
-                f"ckpt_path={value}: no .ckpt file in {folder}; pass a run directory with checkpoints"
-            )
-        return found[-1]
-    return path
 
 
 def refuse_foreign_run_dir(output_dir: Path, resume: Path | None) -> None:

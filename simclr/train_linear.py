@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from simclr.checkpoints import ConfigInCheckpoint, load_pretrained_encoder
+from simclr.checkpoints import ConfigInCheckpoint, find_checkpoint, load_pretrained_encoder
 from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.figures import RunFigures
@@ -36,8 +36,9 @@ def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
             "(a randomly initialised encoder), not both"
         )
     if cfg.get("ckpt"):
-        encoder, ssl_config = load_pretrained_encoder(cfg.ckpt)
-        return encoder, pretrained_source(ssl_config, str(Path(cfg.ckpt).resolve()))
+        ckpt = find_checkpoint(cfg.ckpt)  # a file, or a run directory: its checkpoints/last.ckpt
+        encoder, ssl_config = load_pretrained_encoder(ckpt)
+        return encoder, pretrained_source(ssl_config, str(ckpt.resolve()))
     if cfg.get("model"):
         pl.seed_everything(cfg.seed)
         plain = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)

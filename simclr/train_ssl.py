@@ -14,7 +14,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpoint
+from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpoint, resolve_ckpt_path
 from simclr.data import CIFAR10DataModule
 from simclr.export import log_encoder_artifact
 from simclr.figures import RunFigures, log_image
@@ -24,7 +24,6 @@ from simclr.resilience import (
     RNGStateInCheckpoint,
     RunInterrupted,
     refuse_foreign_run_dir,
-    resolve_ckpt_path,
 )
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 from simclr.splits import SplitInCheckpoint
@@ -36,8 +35,9 @@ from simclr.train_linear import probe_after_pretraining
 def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
     """The pretraining module from the config sections it uses, at the derived learning rate."""
     sections = ("model", "augmentation", "optimizer", "loss", "scheduler", "knn")
-    plain = {s: OmegaConf.to_container(cfg[s], resolve=True, enum_to_str=True) for s in sections}
-    return SimCLRModule(**plain, lr=lr, seed=cfg.seed)
+    return SimCLRModule(
+        **{s: OmegaConf.to_container(cfg[s], resolve=True, enum_to_str=True) for s in sections}, lr=lr, seed=cfg.seed
+    )
 
 
 def build_datamodule(cfg: DictConfig, per_device_batch: int) -> CIFAR10DataModule:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,18 +19,21 @@ import torch
 from omegaconf import open_dict
 
 from simclr.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment
-from simclr.checkpoints import CONFIG_KEY, KIND_KEY, load_pretrained_encoder
+from simclr.checkpoints import CONFIG_KEY, KIND_KEY, find_checkpoint, load_pretrained_encoder
 from simclr.data import load_split
 from simclr.errors import CheckpointError, ExportError
 from simclr.export import (
+    EXAMPLE_BATCH,
     JSON_FILE,
+    PT2_FILE,
+    PT2_RECORD,
     README_FILE,
     SAFETENSORS_FILE,
-    TORCHSCRIPT_FILE,
     TORCHVISION_FILE,
     export_encoder,
     load_encoder,
     main,
+    readme,
     torchvision_equivalent,
     torchvision_snippet,
 )
@@ -36,8 +41,6 @@ from simclr.nets import CifarResNet
 from tests.conftest import REPO, TINY_SSL, compose_config
 
 ATOL = 1e-5
-# torch >= 2.9 calls torch.jit deprecated; loading the TorchScript form with it is what these tests check.
-pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit.*deprecated:FutureWarning")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,14 @@ def images(cifar_root: Path) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def tiny_export(ssl_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The export of the tiny pretraining checkpoint (resnet_tiny, width 4: no torchvision form)."""
-    return export_encoder(ssl_checkpoint, tmp_path_factory.mktemp("tiny_export"))
+    return _export_without_warnings(ssl_checkpoint, tmp_path_factory.mktemp("tiny_export"))
+
+
+def _export_without_warnings(ckpt: Path, out: Path | None = None) -> dict[str, Path]:
+    """export_encoder with every warning an error: torch.export and its save warn of nothing here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return export_encoder(ckpt, out)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,7 @@ def resnet18_checkpoint(ssl_checkpoint: Path, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def resnet18_export(resnet18_checkpoint: Path) -> dict[str, Path]:
-    return export_encoder(resnet18_checkpoint)  # the default: <run dir>/export
+    return _export_without_warnings(resnet18_checkpoint)  # the default: <run dir>/export
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +125,7 @@ def _without_simclr(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_exports_go_next_to_the_checkpoints_of_the_run(resnet18_checkpoint: Path, resnet18_export: dict) -> None:
     run = resnet18_checkpoint.parents[1]
     assert {p.parent for p in resnet18_export.values()} == {run / "export"}
-    names = {TORCHVISION_FILE, TORCHSCRIPT_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
+    names = {TORCHVISION_FILE, PT2_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
     assert {p.name for p in (run / "export").iterdir()} == names  # and no .tmp files left behind
 
 
@@ -139,17 +149,72 @@ def test_torchvision_form_is_torchvisions_resnet18_with_the_documented_lines(
     torch.testing.assert_close(features, expected, atol=ATOL, rtol=0)
 
 
+# Run first in the subprocess: `import simclr` (or any simclr.x) raises, whatever the venv installs.
+_BLOCK_SIMCLR = """
+import sys
+class _NoSimclr:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "simclr":
+            raise ImportError(f"{name}: blocked, the export must load without this package")
+sys.meta_path.insert(0, _NoSimclr())
+"""
+_RUN_PT2 = """
+import json, pathlib, torch
+images = torch.load("images.pt")
+namespace = {}
+exec(json.loads(pathlib.Path("load.json").read_text())["pt2"], namespace)  # export.json's lines, as a user runs them
+m = namespace["m"]
+with torch.no_grad():
+    torch.save({b: m(images[:b]) for b in (1, 5, len(images))}, "features.pt")
+assert not [n for n in sys.modules if n.partition(".")[0] == "simclr"]
+"""
+
+
 @pytest.mark.parametrize("which", ["tiny", "resnet18"])
-def test_torchscript_form_loads_with_torch_jit_alone(
-    which: str, request: pytest.FixtureRequest, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+def test_pt2_form_runs_with_torch_alone_at_any_batch_size(
+    which: str, request: pytest.FixtureRequest, images: torch.Tensor, tmp_path: Path
 ) -> None:
+    """In a fresh `python -I -W error` that cannot import simclr, from another directory: features equal to the
+    checkpoint's encoder's on real images, at batch sizes other than the export's example, and no warning."""
     files = request.getfixturevalue(f"{which}_export")
     expected = request.getfixturevalue(f"{which}_features")
-    _without_simclr(monkeypatch)
-    model = torch.jit.load(str(files["torchscript"]))
-    assert not model.training  # saved in eval mode: BatchNorm uses its running statistics
-    with torch.no_grad():
-        torch.testing.assert_close(model(images), expected, atol=ATOL, rtol=0)
+    shutil.copy(files["pt2"], tmp_path / PT2_FILE)  # moved away from the export directory, as users do
+    torch.save(images, tmp_path / "images.pt")
+    (tmp_path / "load.json").write_text(json.dumps(json.loads(files["json"].read_text())["load"]))
+    run = subprocess.run(
+        [sys.executable, "-I", "-W", "error", "-c", _BLOCK_SIMCLR + _RUN_PT2],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr == ""  # torch.export.load logs nothing either
+    features = torch.load(tmp_path / "features.pt")
+    assert sorted(features) == [1, 5, 16] and EXAMPLE_BATCH not in features
+    for batch, got in features.items():
+        torch.testing.assert_close(got, expected[:batch], atol=ATOL, rtol=0)
+
+
+def test_the_subprocess_cannot_import_simclr(tmp_path: Path) -> None:
+    """The blocker of the test above works: without it the venv's python imports simclr."""
+    code = "import simclr"
+    blocked = subprocess.run([sys.executable, "-I", "-c", _BLOCK_SIMCLR + code], cwd=tmp_path, capture_output=True)
+    assert blocked.returncode == 1 and b"ImportError: simclr: blocked" in blocked.stderr
+    assert subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("which", ["tiny", "resnet18"])
+def test_readme_and_the_pt2_record_are_export_json(which: str, request: pytest.FixtureRequest) -> None:
+    """README.txt is generated from the record export.json holds, and encoder.pt2 carries the same record."""
+    files = request.getfixturevalue(f"{which}_export")
+    info = json.loads(files["json"].read_text())
+    assert files["readme"].read_text() == readme(info)
+    extra = {PT2_RECORD: ""}
+    torch.export.load(files["pt2"], extra_files=extra)
+    assert json.loads(extra[PT2_RECORD]) == info
+    for snippet in info["load"].values():  # every documented line is in the README
+        assert snippet.strip() in files["readme"].read_text().replace("\n    ", "\n")
 
 
 @pytest.mark.parametrize("which", ["tiny", "resnet18"])
@@ -178,12 +243,20 @@ def test_safetensors_form_holds_the_weights_and_what_the_encoder_expects(
         torch.testing.assert_close(model.eval()(images), expected, atol=ATOL, rtol=0)
 
 
+def test_export_of_a_run_directory_reads_its_last_checkpoint(ssl_checkpoint: Path, tmp_path: Path) -> None:
+    run = ssl_checkpoint.parents[1]
+    assert find_checkpoint(run) == ssl_checkpoint  # the function the probe and resume use too
+    assert main([f"ckpt={run}", f"out={tmp_path}"]) == 0
+    info = json.loads((tmp_path / JSON_FILE).read_text())
+    assert info["source"]["checkpoint"] == str(ssl_checkpoint.resolve())
+
+
 def test_an_encoder_torchvision_lacks_gets_the_other_forms_and_the_reason(
     ssl_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("WARNING", logger="simclr"):
         files = export_encoder(ssl_checkpoint, tmp_path)
-    assert set(files) == {"torchscript", "safetensors", "json", "readme"}
+    assert set(files) == {"pt2", "safetensors", "json", "readme"}
     assert not (tmp_path / TORCHVISION_FILE).exists()
     info = json.loads(files["json"].read_text())
     assert (
@@ -224,7 +297,7 @@ SOURCES: dict[str, Callable[[dict], Path]] = {
     "run directory": lambda f: f["ckpt"].parents[1],
     "export directory": lambda f: f["export"]["json"].parent,
     "safetensors": lambda f: f["export"]["safetensors"],
-    "torchscript": lambda f: f["export"]["torchscript"],
+    "pt2": lambda f: f["export"]["pt2"],
     "torchvision": lambda f: f["export"]["torchvision"],
 }
 
@@ -251,11 +324,11 @@ def test_load_encoder_of_the_tiny_export_directory(
         torch.testing.assert_close(encoder(images), tiny_features, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("source", ["checkpoint", "torchscript"])
+@pytest.mark.parametrize("source", ["checkpoint", "pt2"])
 def test_a_trainable_encoder_is_in_train_mode_with_gradients(
     source: str, ssl_checkpoint: Path, tiny_export: dict, images: torch.Tensor
 ) -> None:
-    path = ssl_checkpoint if source == "checkpoint" else tiny_export["torchscript"]
+    path = ssl_checkpoint if source == "checkpoint" else tiny_export["pt2"]
     encoder = load_encoder(path, trainable=True)
     assert encoder.training and all(p.requires_grad for p in encoder.parameters())
     encoder(images).square().mean().backward()
@@ -281,7 +354,7 @@ def test_command_exports_then_refuses_to_overwrite_unless_forced(ssl_checkpoint:
     out = tmp_path / "exp"
     first = _cli(f"ckpt={ssl_checkpoint}", f"out={out}")
     assert first.returncode == 0, first.stderr
-    assert {p.name for p in out.iterdir()} == {TORCHSCRIPT_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
+    assert {p.name for p in out.iterdir()} == {PT2_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
     assert "has no torchvision model" in first.stdout  # the skipped form, said where the written files are listed
     before = _digests(out)
     second = _cli(f"ckpt={ssl_checkpoint}", f"out={out}")
@@ -289,13 +362,13 @@ def test_command_exports_then_refuses_to_overwrite_unless_forced(ssl_checkpoint:
     assert second.stderr.count("\n") == 1 and second.stderr.startswith("error: ")
     assert str(out) in second.stderr and "force=true" in second.stderr
     assert _digests(out) == before  # nothing touched
-    (out / TORCHSCRIPT_FILE).write_bytes(b"stale")
+    (out / PT2_FILE).write_bytes(b"stale")
     assert main([f"ckpt={ssl_checkpoint}", f"out={out}", "force=true"]) == 0
-    # Rewritten: TorchScript archives carry a random id and safetensors' header order varies, so compare content.
+    # Rewritten: .pt2 archives carry a random id and safetensors' header order varies, so compare content.
     after = _digests(out)
     assert {k: after[k] for k in (JSON_FILE, README_FILE)} == {k: before[k] for k in (JSON_FILE, README_FILE)}
     encoder = load_pretrained_encoder(ssl_checkpoint)[0]
-    for name in (TORCHSCRIPT_FILE, SAFETENSORS_FILE):
+    for name in (PT2_FILE, SAFETENSORS_FILE):
         reloaded = load_encoder(out / name)
         assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in reloaded.state_dict().items())
 
@@ -321,6 +394,7 @@ def test_command_arguments(ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.
 def bad(ssl_checkpoint: Path, tiny_export: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Files of every wrong kind, made once."""
     import torchvision
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
     base = tmp_path_factory.mktemp("bad_exports")
@@ -332,24 +406,39 @@ def bad(ssl_checkpoint: Path, tiny_export: dict, tmp_path_factory: pytest.TempPa
     torch.save(probe, base / "probe.ckpt")
     data = tiny_export["safetensors"].read_bytes()
     (base / "truncated.safetensors").write_bytes(data[: len(data) // 2])
-    data = tiny_export["torchscript"].read_bytes()
-    (base / "truncated.torchscript.pt").write_bytes(data[: len(data) // 2])
-    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(base / "other.torchscript.pt"))
+    data = tiny_export["pt2"].read_bytes()
+    (base / "truncated.pt2").write_bytes(data[: len(data) // 2])
+    torch.export.save(torch.export.export(torch.nn.Linear(3, 2), (torch.zeros(2, 3),)), base / "other.pt2")
+    shutil.copy(tiny_export["pt2"], base / "renamed_export.ckpt")  # an export passed where a checkpoint goes
+    # The tiny encoder's weights, with metadata naming width 8: the record decides the architecture, not shapes.
+    with safe_open(str(tiny_export["safetensors"]), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(state, str(base / "mislabelled.safetensors"), metadata={**meta, "width": "8"})
+    (base / "imagenet").mkdir()  # torchvision's ImageNet ResNet-18 beside the record of a width-64 resnet18 export
+    torch.save(torchvision.models.resnet18().state_dict(), base / "imagenet" / TORCHVISION_FILE)
+    record = json.loads(tiny_export["json"].read_text()) | {"arch": "resnet18", "width": 64, "torchvision": "resnet18"}
+    (base / "imagenet" / JSON_FILE).write_text(json.dumps(record))
     torch.save({"model": torch.nn.Linear(3, 2).state_dict(), "epoch": 3}, base / "other_program.pt")
     (base / "empty_dir").mkdir()
-    return {p.name: p for p in base.iterdir()} | {"missing.ckpt": base / "missing.ckpt"}
+    return {p.name: p for p in base.iterdir()} | {
+        "missing.ckpt": base / "missing.ckpt",
+        "imagenet/encoder_torchvision.pt": base / "imagenet" / TORCHVISION_FILE,
+    }
 
 
 # (file, what the message says about it). Each message names the file and ends with the fix ("pass ...").
 LOAD_ERRORS = {
     "missing.ckpt": "does not exist",
     "notes.txt": "is not a readable checkpoint or encoder export",
-    "resnet18_imagenet.pt": "a 7x7 stem: torchvision's ImageNet ResNet",
-    "random.safetensors": "holds tensors but no ResNet encoder",
+    "resnet18_imagenet.pt": "holds tensors but no export.json is beside it to name their architecture",
+    "imagenet/encoder_torchvision.pt": "do not match the architecture the export.json beside it names "
+    "(model.arch=resnet18, width=64): 0 missing, 2 unexpected, 1 of another shape (first: fc.bias)",
+    "random.safetensors": "is a safetensors file of another program",
+    "mislabelled.safetensors": "do not match the architecture its metadata names (model.arch=resnet_tiny, width=8)",
     "probe.ckpt": "is a probe checkpoint, but a pretrain checkpoint is needed",
     "truncated.safetensors": "is not a readable safetensors file",
-    "truncated.torchscript.pt": "is not a readable",
-    "other.torchscript.pt": "is a TorchScript file of another program",
+    "truncated.pt2": "is not a readable",
+    "other.pt2": "is an ExportedProgram (.pt2) of another program",
     "other_program.pt": "holds no encoder of this project",
     "empty_dir": "is a directory with no encoder in it",
 }
@@ -370,6 +459,7 @@ EXPORT_ERRORS = {
     "notes.txt": ("is not a readable PyTorch checkpoint", "pass a .ckpt file written by train_ssl.py"),
     "resnet18_imagenet.pt": ("is a PyTorch file but not a checkpoint of this project", "pass a .ckpt"),
     "random.safetensors": ("is a safetensors file, not a pretraining checkpoint", "pass ckpt=<run dir>/checkpoints/"),
+    "renamed_export.ckpt": ("is an ExportedProgram (.pt2) file, not a pretraining", "pass ckpt=<run dir>/checkpoints/"),
     "probe.ckpt": ("is a probe checkpoint, but a pretrain checkpoint is needed", "pass the pretraining checkpoint"),
     "empty_dir": ("is a directory without checkpoints/last.ckpt", "pass the checkpoint file itself"),
 }
@@ -395,7 +485,7 @@ def test_export_refuses_an_existing_file_before_writing_any(name: str, ssl_check
         export_encoder(ssl_checkpoint, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_text() == "mine"
     export_encoder(ssl_checkpoint, tmp_path, force=True)
-    assert {p.name for p in tmp_path.iterdir()} == {TORCHSCRIPT_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
+    assert {p.name for p in tmp_path.iterdir()} == {PT2_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
 
 
 # ---- W&B -----------------------------------------------------------------------------------------------
@@ -462,7 +552,7 @@ def test_wandb_run_logs_the_final_encoder_as_a_model_artifact(
     assert meta["test_knn_top1"] == pytest.approx(metrics["test/knn_top1"])
     export = tmp_path / "run" / "export"
     entries = {e.path: e for e in artifact.manifest.contents}
-    assert set(entries) == {TORCHSCRIPT_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
+    assert set(entries) == {PT2_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
     for name, entry in entries.items():
         # W&B's own copy, which `wandb sync` uploads: the exported bytes, even if the run directory moves.
         staged = Path(entry.local_path)

@@ -17,7 +17,7 @@ from simclr.errors import CheckpointError, ConfigError
 from simclr.features import extract_features
 from simclr.nets import CifarResNet
 from simclr.probe import LinearProbe
-from simclr.train_linear import train_linear
+from simclr.train_linear import probe_encoder, train_linear
 from tests.conftest import compose_config, probe_config
 
 WELL_ABOVE_CHANCE = 0.3  # classes of distinct mean colours: 10% is chance; 0.36 to 0.66 measured here
@@ -104,6 +104,14 @@ def test_encoder_rebuilt_with_checkpoint_weights(ssl_checkpoint: Path) -> None:
     state = torch.load(ssl_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert torch.equal(encoder.conv1.weight, state["encoder.conv1.weight"])
     assert config["model"]["width"] == 4
+
+
+def test_ckpt_may_be_the_run_directory(cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path) -> None:
+    """`ckpt=<run dir>` probes its checkpoints/last.ckpt, and the results name that file."""
+    encoder, source = probe_encoder(probe_config(cifar_root, tmp_path, [f"ckpt={ssl_checkpoint.parents[1]}"]))
+    assert source["ckpt"] == str(ssl_checkpoint.resolve())
+    reference, _ = load_pretrained_encoder(ssl_checkpoint)
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in encoder.state_dict().items())
 
 
 def test_random_encoder_baseline(cifar_root: Path, tmp_path: Path) -> None:

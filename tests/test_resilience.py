@@ -15,8 +15,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
+from simclr.checkpoints import find_checkpoint, resolve_ckpt_path
 from simclr.errors import CheckpointError
-from simclr.resilience import AtomicCheckpointIO, DivergenceError, resolve_ckpt_path
+from simclr.resilience import AtomicCheckpointIO, DivergenceError
 from simclr.train_ssl import train_ssl
 from tests.conftest import REPO, TINY_SSL
 
@@ -105,6 +106,33 @@ def test_resume_target_resolution(tmp_path: Path) -> None:
     assert resolve_ckpt_path(None, tmp_path) is None
     assert resolve_ckpt_path("auto", tmp_path / "run") == ckpts / "last.ckpt"
     assert resolve_ckpt_path("auto", tmp_path / "fresh") is None
+
+
+def test_find_checkpoint_of_a_file_or_a_run_directory(tmp_path: Path) -> None:
+    """What train_linear.py ckpt=, python -m simclr.export ckpt= and ckpt_path=<dir> all resolve with."""
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for name in ("epoch0001.ckpt", "epoch0000.ckpt"):  # written in this order: the first is older
+        (ckpts / name).write_bytes(b"x")
+        time.sleep(0.01)
+    os.utime(ckpts / "epoch0001.ckpt", (time.time() + 5, time.time() + 5))
+    assert find_checkpoint(tmp_path / "run") == ckpts / "epoch0001.ckpt"  # the newest, not the last by name
+    (ckpts / "last.ckpt").write_bytes(b"x")
+    assert find_checkpoint(tmp_path / "run") == ckpts / "last.ckpt"
+    assert find_checkpoint(ckpts) == ckpts / "last.ckpt"  # the checkpoints folder itself
+    assert find_checkpoint(ckpts / "epoch0000.ckpt") == ckpts / "epoch0000.ckpt"
+    assert find_checkpoint(tmp_path / "missing.ckpt") == tmp_path / "missing.ckpt"  # read_checkpoint reports it
+    (tmp_path / "empty").mkdir()
+    for arg in ("ckpt", "ckpt_path"):
+        with pytest.raises(CheckpointError) as err:
+            find_checkpoint(tmp_path / "empty", arg=arg)
+        assert str(err.value) == (
+            f"{arg}={tmp_path / 'empty'} is a directory without checkpoints/last.ckpt or any other .ckpt file; pass "
+            f"the checkpoint file itself, e.g. {arg}={tmp_path / 'empty'}/checkpoints/<name>.ckpt, or the directory "
+            f"of a pretraining run"
+        )
+    with pytest.raises(CheckpointError, match=r"^ckpt_path=.*empty is a directory without"):
+        resolve_ckpt_path(str(tmp_path / "empty"), tmp_path)
 
 
 def _sha(path: Path) -> str:
