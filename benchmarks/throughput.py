@@ -1,4 +1,4 @@
-"""Pretraining throughput of what users run (`train_ssl`), against the bare step and per-image torchvision.
+"""Pretraining throughput of what users run (`train_ssl`), against the bare step and the torchvision reference.
 
 CPU (this project's 2-core machine; random images, a full-size epoch of 50,000):
     python benchmarks/throughput.py --arch resnet_tiny --width 16 --batch 256 --workers 2 --out throughput.json
@@ -22,10 +22,12 @@ views of every image; s/epoch is (50,000 // batch) steps of the row.
                   without the Trainer: two parameter draws, `views_loss`, backward, optimizer step,
                   zero_grad, under the trainer config's precision (bf16 autocast on CUDA, float32 on CPU),
                   batches cut from the split on the device as the Trainer's `DeviceBatches` cut them.
-  torchvision x2  per-image torchvision transforms in --workers DataLoader workers, the same encoder, head,
-                  loss, optimizer and batch: (1) float32, contiguous, as public code runs it; (2) the
-                  project's precision and channels_last (bf16 autocast on CUDA; on the CPU float32 +
-                  channels_last).
+  torchvision x2  the project's reference path, what `augmentation.backend=torchvision` runs
+                  (`simclr.torchvision_views`: per-image PIL transforms of the run's augmentation config,
+                  crop ratio, blur and probabilities included, in the device batches' order) in --workers
+                  DataLoader workers, the same encoder, head, loss, optimizer and batch: (1) float32,
+                  contiguous, as public code runs it; (2) the project's precision and channels_last
+                  (bf16 autocast on CUDA; on the CPU float32 + channels_last).
 Augmentation: its share of the bare step (two parameter draws + two `augment.apply` per step, timed alone,
 over the bare step's time), and its ops per view: eager (`simclr.profiling.count_ops` on one
 `module.augment(images)`), compiled with --compile-ops (`torch.compile(augment.apply)`, kernels generated
@@ -50,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `simclr` and `benchmarks`
 
@@ -171,7 +172,7 @@ def build_bare(cfg: Any, device: torch.device) -> tuple[Any, torch.optim.Optimiz
     torch.manual_seed(int(cfg.seed))
     lr = derive_run_values(cfg).lr
     module = build_module(cfg, lr).to(device).train()
-    optimizer = build_optimizer(module, OmegaConf.to_container(cfg.optimizer, resolve=True), lr)
+    optimizer = build_optimizer(module, OmegaConf.to_container(cfg.optimizer, resolve=True, enum_to_str=True), lr)
     return module, optimizer
 
 
@@ -301,43 +302,32 @@ def compiled_op_counts(module: Any, x: torch.Tensor, dtype: torch.dtype | None, 
     return out
 
 
-# ---- the per-image baseline ----------------------------------------------------------------------------
-class PerImageViews(Dataset):
-    """The baseline's dataset: PIL images, two torchvision-transformed views each (float32, normalised)."""
+# ---- the torchvision reference ------------------------------------------------------------------------
+def reference_batches(cfg: Any, images: torch.Tensor, workers: int, device: torch.device) -> Any:
+    """`augmentation.backend=torchvision`'s batches for the run's config (`PerImageBatches`; each pass is the
+    next epoch): (view1, view2 float32 (B, 3, H, W), labels int64 (B,), indices int64 (B,)), on the CPU."""
+    from omegaconf import OmegaConf
 
-    def __init__(self, images: torch.Tensor, aug: dict[str, Any]) -> None:
-        from torchvision import transforms as T
+    from simclr.runs import derive_run_values
+    from simclr.torchvision_views import PerImageBatches, torchvision_pipeline
 
-        from simclr.augment import CIFAR10_MEAN, CIFAR10_STD
-
-        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) uint8
-        jitter = [aug.get(k, d) for k, d in (("brightness", 0.4), ("contrast", 0.4), ("saturation", 0.4), ("hue", 0.1))]
-        self.transform = T.Compose(
-            [
-                T.RandomResizedCrop(32, scale=tuple(aug.get("crop_scale", (0.08, 1.0)))),
-                T.RandomHorizontalFlip(aug.get("flip_p", 0.5)),
-                T.RandomApply([T.ColorJitter(*jitter)], p=aug.get("jitter_p", 0.8)),
-                T.RandomGrayscale(p=aug.get("grayscale_p", 0.2)),
-                T.ToTensor(),
-                T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
-
-        img = Image.fromarray(self.images[i])
-        return self.transform(img), self.transform(img)
+    aug = OmegaConf.to_container(cfg.augmentation, resolve=True, enum_to_str=True)
+    return PerImageBatches(
+        images,
+        torch.zeros(len(images), dtype=torch.long),  # random images: no labels, and the loss needs none
+        torchvision_pipeline(aug),
+        batch_size=derive_run_values(cfg).per_device_batch,
+        seed=int(cfg.seed),
+        workers=workers,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def bench_baseline(
     cfg: Any, args: argparse.Namespace, images: torch.Tensor, device: torch.device, project_format: bool
 ) -> dict[str, Any]:
-    """A per-image torchvision row: float32 + contiguous, or (project_format) the config's precision + channels_last."""
-    from omegaconf import OmegaConf, open_dict
+    """A torchvision reference row: float32 + contiguous, or (project_format) the config's precision + channels_last."""
+    from omegaconf import open_dict
 
     from simclr.runs import derive_run_values
 
@@ -348,24 +338,15 @@ def bench_baseline(
     dtype = autocast_dtype(cfg, device) if project_format else None
     batch = derive_run_values(cfg).per_device_batch
     module, optimizer = build_bare(cfg, device)
-    aug = OmegaConf.to_container(cfg.augmentation, resolve=True)
-    loader = DataLoader(
-        PerImageViews(images, aug),
-        batch_size=batch,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=args.workers > 0,
-    )
+    loader = reference_batches(cfg, images, args.workers, device)
     state = {"it": iter(loader)}
 
     def step() -> None:
         try:
-            v1, v2 = next(state["it"])
-        except StopIteration:
+            v1, v2, _, _ = next(state["it"])
+        except StopIteration:  # the next epoch: a new permutation, as in a run
             state["it"] = iter(loader)
-            v1, v2 = next(state["it"])
+            v1, v2, _, _ = next(state["it"])
         views = torch.cat([v1, v2]).to(device, non_blocking=True)
         with autocast(device, dtype):
             z1, z2 = module.head(module(views)).chunk(2)
@@ -380,7 +361,7 @@ def bench_baseline(
     fmt = "channels_last" if project_format else "contiguous"
     precision = "bf16 autocast" if dtype == torch.bfloat16 else str(dtype or "float32").replace("torch.", "")
     note = " (CPU: no bf16)" if project_format and dtype is None else ""
-    label = f"torchvision per-image, {args.workers} workers, {precision} {fmt}{note}"
+    label = f"torchvision reference (per-image), {args.workers} workers, {precision} {fmt}{note}"
     return summarise(label, windows, steps, batch, workers=args.workers, precision=precision, memory_format=fmt)
 
 
@@ -410,7 +391,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "precision": str(cfg.trainer.precision),
                 "channels_last": bool(cfg.model.get("channels_last", True)),
                 "compile": bool(cfg.model.get("compile", False)),
-                "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+                "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True, enum_to_str=True),
                 "train_images": len(images),
                 "data": "random uint8" if not args.data_root else str(root),
             },
@@ -483,13 +464,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="steps per timed window")
     p.add_argument("--repeats", type=int, default=3, help="timed windows per row (the median is reported)")
     p.add_argument("--baseline-steps", type=int, help="steps per window of the torchvision rows (default --steps)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision rows")
+    p.add_argument("--workers", type=int, default=2, help="view workers of the torchvision reference rows")
     p.add_argument("--images", type=int, default=CIFAR_TRAIN_IMAGES, help="random training images written")
     p.add_argument("--data-root", help="a real copy: DIR/cifar-10-batches-py/ (default: random images)")
     p.add_argument("--no-checkpoint", action="store_true", help="trainer.fit without its checkpoint callback")
     p.add_argument("--compile", action="store_true", help="model.compile=true (compiled views_loss)")
     p.add_argument("--compile-ops", action="store_true", help="count the kernels of the compiled augmentation")
-    p.add_argument("--skip-baseline", action="store_true", help="no torchvision rows")
+    p.add_argument("--skip-baseline", action="store_true", help="no torchvision reference rows")
     p.add_argument("--out", default="throughput.json", help="JSON report")
     return p.parse_args(argv)
 

@@ -4,8 +4,9 @@ The scripts return a validation top-1, so a study maximises: `check_optuna_sweep
 hydra.sweeper.direction=maximize where the command line leaves the plugin's default (minimize), as if it
 were given there, and refuses a direction given as anything else. It refuses data.val_size=0 (no
 validation metric; a sweep never selects on test) before the study starts, and a trial that draws it
-fails alone. A study none of whose trials completed ends in the sweeper's ValueError (Optuna has no best
-trial): `study_without_a_completed_trial` writes the summary and ends with one line and exit status 1.
+fails alone. A stored study (hydra.sweeper.storage) must be named, and an SQLite file's folder exist.
+A study none of whose trials completed ends in the sweeper's ValueError (Optuna has no best trial):
+`study_without_a_completed_trial` writes the summary and ends with one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import optuna
+import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 
@@ -62,9 +65,39 @@ def check_optuna_sweep(config: DictConfig, job_only: bool = False) -> None:
             sweeper.direction = "maximize"
             config.hydra.overrides.hydra.append("hydra.sweeper.direction=maximize")
         log.info("Optuna sweep: direction maximize (the objective is a validation top-1)")
+    if sweeper.storage:
+        _check_storage(str(sweeper.storage), sweeper.study_name, OmegaConf.select(sweeper, "sampler.seed"))
     callbacks = config.hydra.get("callbacks") or {}
     _study["dir"] = Path(config.hydra.sweep.dir)
     _study["reported"] = any("SweepReport" in str(c.get("_target_", "")) for c in callbacks.values())
+
+
+def _check_storage(storage: str, study_name: str | None, seed: int | None) -> None:
+    """A stored study (hydra.sweeper.storage): named, so that the next command continues it instead of
+    starting another; an SQLite file in a folder that exists. A continued study with a fixed sampler seed
+    would draw the earlier command's first points again: said, with the fix."""
+    if not study_name:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage} needs hydra.sweeper.study_name=NAME: without a name every command "
+            "starts a new study in the file instead of continuing one"
+        )
+    url = sqlalchemy.engine.make_url(storage)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).parent.is_dir():
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: the folder {Path(url.database).parent} does not exist; create it "
+            "or give another path"
+        )
+    done = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}.get(study_name, 0)
+    if done and seed is not None:
+        log.warning(
+            "Optuna study %s continues from %d stored trials; with hydra.sweeper.sampler.seed=%s the first new "
+            "trials repeat the points of the command that used that seed first; give another seed, e.g. "
+            "hydra.sweeper.sampler.seed=%d",
+            study_name,
+            done,
+            seed,
+            int(seed) + done,
+        )
 
 
 def _many(direction: object) -> bool:

@@ -1,4 +1,5 @@
-"""Optuna through Hydra: a study through the real script, failed trials, the summary's best row, refusals."""
+"""Optuna through Hydra: a study through the real script, failed trials, a study stored in SQLite and
+continued, the summary's best row, refusals."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from simclr.cli import CheckConfig, run_job
-from simclr.optuna_study import check_optuna_sweep
 from simclr.errors import ConfigError
+from simclr.optuna_study import check_optuna_sweep
 from simclr.sweep import mark_best, optuna_note, plot, summarize
 from tests.conftest import CONF
 from tests.test_sweep import _multirun
@@ -117,6 +118,30 @@ def test_study_without_a_validation_split_is_refused_before_it_starts(cifar_root
     assert not sweep.exists()
 
 
+def test_a_study_stored_in_sqlite_continues_in_the_next_invocation(cifar_root: Path, tmp_path: Path) -> None:
+    """hydra.sweeper.storage: two invocations of the same study (2 trials, then 1 under a new sampler seed, as
+    docs/sweeps.md says a continuation should run) leave one study of 3 trials in the file; the second
+    one's trial is its job 0, and its optimization_results.yaml names the best of all three."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    stored = ("sweep=temperature_batch", "data.batch_size=choice(16,32)", f"hydra.sweeper.storage={url}")
+    first = _multirun(cifar_root, tmp_path / "first", *stored, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _multirun(
+        cifar_root, tmp_path / "second", *stored, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1"
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["temperature_batch"]
+    study = optuna.load_study(study_name="temperature_batch", storage=url)
+    assert [(t.number, t.state) for t in study.trials] == [(i, optuna.trial.TrialState.COMPLETE) for i in range(3)]
+    overrides = yaml.safe_load((tmp_path / "second" / "0" / ".hydra" / "overrides.yaml").read_text())
+    drawn = dict(o.split("=", 1) for o in overrides)
+    third = {k: float(v) for k, v in study.trials[2].params.items()}
+    assert {k: float(drawn[k]) for k in ("loss.temperature", "data.batch_size")} == third != study.trials[0].params
+    results = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
+    assert results["best_value"] == study.best_value == max(t.value for t in study.trials)
+
+
 # ---- the checks before a study --------------------------------------------------------------------------
 
 
@@ -139,6 +164,22 @@ def test_the_study_maximises_unless_told_otherwise() -> None:
         check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", "hydra.sweeper.direction=minimize"]))
     with pytest.raises(ConfigError, match=r"^data.val_size=0 leaves no validation metric"):
         check_optuna_sweep(_hydra_config(["sweep=temperature_batch", "data.val_size=0"]))
+
+
+def test_a_stored_study_is_named_and_its_folder_exists(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without study_name each command would start a new study in the file; a missing SQLite folder would end
+    in sqlite3's traceback; continuing with a fixed seed is said, with the seed that draws new points."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=sqlite:///\S+ needs hydra.sweeper.study_name"):
+        check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", f"hydra.sweeper.storage={url}"]))
+    missing = f"sqlite:///{tmp_path / 'no_such_folder' / 'study.db'}"
+    with pytest.raises(ConfigError, match=r"the folder \S+no_such_folder does not exist"):
+        check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={missing}"]))
+    study = optuna.create_study(study_name="temperature_batch", storage=url, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={url}"]))
+    assert "continues from 3 stored trials; with hydra.sweeper.sampler.seed=0" in caplog.text
+    assert "hydra.sweeper.sampler.seed=3" in caplog.text
 
 
 def test_a_trial_that_draws_no_validation_split_fails_alone(tmp_path: Path) -> None:
@@ -171,12 +212,45 @@ def test_the_preset_needs_multirun(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+class _Launcher:
+    """Hydra's launcher, as the sweeper sees it: each job returns value(x) for its override x=..."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def launch(self, overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
+        returns = []
+        for job in overrides:
+            ret = JobReturn(status=JobStatus.COMPLETED)
+            ret.return_value = self.value(float(dict(o.split("=") for o in job)["x"]))
+            returns.append(ret)
+        return returns
+
+
+def _sweep_in_process(
+    tmp_path: Path,
+    value: Any,
+    n_trials: int,
+    space: str = "x=choice(1,2,3)",
+    seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> None:
+    """One invocation of hydra-optuna-sweeper 1.3's sweep over `space` (TPE, maximised, one job at a time),
+    with `_Launcher(value)` for the jobs; storage and study_name as hydra.sweeper.* gives them."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    sweeper = OptunaSweeperImpl(sampler, "maximize", storage, study_name, n_trials, 1, 0.0, None, None, None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    sweeper.launcher, sweeper.hydra_context, sweeper.job_idx = _Launcher(value), object(), 0
+    sweeper.sweep([space])
+
+
 def test_the_sweeper_records_a_none_return_as_a_failed_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The behaviour of hydra-optuna-sweeper 1.3 that the failure handling relies on: a job returning None
     (what run_job returns for a failed multirun job) is a FAIL trial and the study asks for the next; with
     no completed trial the sweeper ends in ValueError (run_script's case); NaN would crash the study."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-
     studies: list[optuna.study.Study] = []
     create = optuna.create_study
 
@@ -185,34 +259,25 @@ def test_the_sweeper_records_a_none_return_as_a_failed_trial(tmp_path: Path, mon
         return studies[-1]
 
     monkeypatch.setattr(optuna, "create_study", recorded)
-
-    def sweep(value: Any, n_trials: int = 4) -> OptunaSweeperImpl:
-        class Launcher:
-            def launch(self, overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
-                returns = []
-                for job in overrides:
-                    x = int(dict(o.split("=") for o in job)["x"])
-                    ret = JobReturn(status=JobStatus.COMPLETED)
-                    ret.return_value = value(x)
-                    returns.append(ret)
-                return returns
-
-        sweeper = OptunaSweeperImpl(
-            optuna.samplers.TPESampler(seed=0), "maximize", None, None, n_trials, 1, 0.0, None, None, None
-        )
-        sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-        sweeper.launcher, sweeper.hydra_context, sweeper.job_idx = Launcher(), object(), 0
-        sweeper.sweep(["x=choice(1,2,3)"])
-        return sweeper
-
-    sweep(lambda x: None if x == 2 else float(x))
+    _sweep_in_process(tmp_path, lambda x: None if x == 2 else x, n_trials=4)
     states = [t.state for t in studies[-1].trials]
     assert len(states) == 4 and optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
     assert all((t.state == optuna.trial.TrialState.FAIL) == (t.params["x"] == 2) for t in studies[-1].trials)
     with pytest.raises(ValueError, match="No trials are completed yet"):
-        sweep(lambda x: None, n_trials=2)
+        _sweep_in_process(tmp_path, lambda x: None, n_trials=2)
     with pytest.raises(ValueError, match="Values were told"):  # tell(FAIL, values=[nan]) inside the sweeper
-        sweep(lambda x: float("nan"), n_trials=1)
+        _sweep_in_process(tmp_path, lambda x: float("nan"), n_trials=1)
+
+
+def test_a_fixed_sampler_seed_repeats_its_draws_in_a_continued_study(tmp_path: Path) -> None:
+    """What docs/sweeps.md warns of: TPE draws its first 10 trials at random from its seed, so an invocation
+    with the seed of an earlier one, on the same stored study, repeats that one's points; a new seed draws
+    new ones. Each invocation builds its sampler afresh, as a new process does."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    for seed in (0, 0, 1):
+        _sweep_in_process(tmp_path, float, 2, "x=interval(0, 1)", seed, storage=url, study_name="s")
+    xs = [t.params["x"] for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert len(xs) == 6 and xs[2:4] == xs[:2] and not set(xs[4:]) & set(xs[:4])
 
 
 # ---- the summary ------------------------------------------------------------------------------------------
