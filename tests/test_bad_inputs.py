@@ -57,7 +57,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, ssl_checkpoint: Path, cifar_
 
 
 def _ssl(root: str, *overrides: str) -> Callable[[Path], object]:
-    """train_ssl.py's job: the config validated (simclr.schema.validate, as the script does first), then run."""
+    """train_ssl.py's job: the config checked (simclr.rules.check, as the script does first), then run."""
 
     def run(out: Path) -> object:
         cfg = compose_config(

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from simclr.cli import describe
 from simclr.errors import ConfigError
-from simclr.rules import check as validate
+from simclr.rules import check
 from simclr.schema import TrainLinearConfig, TrainSSLConfig
 from tests.conftest import CONF, REPO, compose_config
 
@@ -49,15 +49,15 @@ def _one_error_line(stderr: str) -> str:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_preset_validates(experiment: str) -> None:
     cfg = compose_config("train_ssl", [f"experiment={experiment}"])
-    validate(cfg)
+    check(cfg)
     assert OmegaConf.get_type(cfg.data).__name__ == "DataConfig"  # composed onto the schema
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_validates(group: str, option: str) -> None:
-    validate(compose_config("train_ssl", [f"{group}={option}"]))
+    check(compose_config("train_ssl", [f"{group}={option}"]))
     if group in LINEAR_GROUPS:
-        validate(compose_config("train_linear", [f"{group}={option}", "ckpt=x.ckpt"]))
+        check(compose_config("train_linear", [f"{group}={option}", "ckpt=x.ckpt"]))
 
 
 def test_schema_defaults_are_the_default_options() -> None:
@@ -130,7 +130,7 @@ def test_unknown_key_is_refused_with_a_suggestion() -> None:
     cfg = compose_config("train_ssl", ["+trainer.deterministic=true"])
     assert cfg.trainer.deterministic is True
     with pytest.raises(ConfigError, match=r"^optimizer\.lrr is not a key of optimizer; did you mean optimizer\.lr\?"):
-        validate(compose_config("train_ssl", ["+optimizer.lrr=1"]))  # forced past the schema: the rules refuse it
+        check(compose_config("train_ssl", ["+optimizer.lrr=1"]))  # forced past the schema: the rules refuse it
 
 
 def test_a_key_of_another_optimizer_is_refused_by_its_schema() -> None:
@@ -220,27 +220,27 @@ RANGE_CASES = {
 def test_out_of_range_value_is_named(overrides: str) -> None:
     cfg = compose_config("train_ssl", overrides.split())
     with pytest.raises(ConfigError) as caught:
-        validate(cfg)
+        check(cfg)
     message = str(caught.value)
     assert message.startswith(RANGE_CASES[overrides]), message
     assert "\n" not in message
 
 
 def test_linear_only_checks() -> None:
-    validate(compose_config("train_linear", ["ckpt=x.ckpt"]))
+    check(compose_config("train_linear", ["ckpt=x.ckpt"]))
     with pytest.raises(ConfigError, match=r"^probe\.enabled=true must be false in train_linear\.py"):
-        validate(compose_config("train_linear", ["ckpt=x.ckpt", "probe.enabled=true"]))
+        check(compose_config("train_linear", ["ckpt=x.ckpt", "probe.enabled=true"]))
     with pytest.raises(ConfigError, match=r"^probe\.epochs=0 must be an integer >= 1"):
-        validate(compose_config("train_linear", ["ckpt=x.ckpt", "probe.epochs=0"]))
+        check(compose_config("train_linear", ["ckpt=x.ckpt", "probe.epochs=0"]))
     with pytest.raises(ConfigError, match=r"^trainer\.max_epochs=0 must be an integer >= 1"):
-        validate(compose_config("train_linear", ["ckpt=x.ckpt", "trainer.max_epochs=0"]))
+        check(compose_config("train_linear", ["ckpt=x.ckpt", "trainer.max_epochs=0"]))
     with pytest.raises(ConfigError, match=r"^model\.compile=true must be false in train_linear\.py"):
-        validate(compose_config("train_linear", ["model=resnet18", "model.compile=true"]))
+        check(compose_config("train_linear", ["model=resnet18", "model.compile=true"]))
 
 
 def test_max_steps_may_end_the_run() -> None:
-    validate(compose_config("train_ssl", ["trainer.max_epochs=-1", "+trainer.max_steps=100"]))
-    validate(compose_config("train_ssl", ["+trainer.max_steps=100"]))
+    check(compose_config("train_ssl", ["trainer.max_epochs=-1", "+trainer.max_steps=100"]))
+    check(compose_config("train_ssl", ["+trainer.max_steps=100"]))
 
 
 def test_a_broken_interpolation_is_one_line() -> None:
@@ -248,7 +248,7 @@ def test_a_broken_interpolation_is_one_line() -> None:
     with open_dict(cfg):
         cfg.divergence.check_every_n_steps = "${trainer.no_such_key}"
     with pytest.raises(ConfigError, match=r"^divergence\.check_every_n_steps cannot be read \("):
-        validate(cfg)
+        check(cfg)
 
 
 # ---- through the real scripts: exit status 2, one line, nothing written -------------------------------
