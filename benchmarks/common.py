@@ -107,8 +107,11 @@ def config_device(cfg: Any) -> torch.device:
 
 
 def autocast_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype Lightning uses for `cfg.trainer.precision` on `device`, or None (float32)."""
-    precision = str(cfg.trainer.get("precision", "32-true"))
+    """The autocast dtype Lightning uses for `cfg.trainer.precision` (`auto` resolved as the Trainer resolves
+    it, simclr.precision) on `device`, or None (float32)."""
+    from simclr.precision import choose_precision
+
+    precision = choose_precision(cfg.trainer).value
     if precision.startswith("bf16"):
         return torch.bfloat16
     if precision.startswith("16") and device.type == "cuda":

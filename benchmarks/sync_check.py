@@ -110,6 +110,7 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
 def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """Runs the check; (exit status, result record)."""
     from benchmarks import sync_check  # the module Hydra imports the callback from (this file may be __main__)
+    from simclr.precision import choose_precision
     from simclr.train_ssl import train_ssl
 
     with tempfile.TemporaryDirectory(prefix="simclr_sync_check_") as tmp:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             write_random_cifar10(root, (args.steps + 1) * int(cfg.data.batch_size))
         record: dict[str, Any] = {
             "cuda": torch.cuda.is_available(),
-            "config": f"{cfg.model.arch} batch {cfg.data.batch_size} {cfg.trainer.precision}",
+            "config": f"{cfg.model.arch} batch {cfg.data.batch_size} {choose_precision(cfg.trainer).value}",
             "skip": args.skip,
         }
         try:

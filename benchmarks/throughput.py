@@ -67,6 +67,7 @@ from benchmarks.common import (  # noqa: E402
     time_windows,
     write_random_cifar10,
 )
+from simclr.precision import choose_precision  # noqa: E402
 
 
 # ---- rows ---------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "arch": cfg.model.arch,
                 "width": cfg.model.width,
                 "batch": cfg.data.batch_size,
-                "precision": str(cfg.trainer.precision),
+                "precision": choose_precision(cfg.trainer).value,
                 "channels_last": bool(cfg.model.get("channels_last", True)),
                 "compile": bool(cfg.model.get("compile", False)),
                 "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True, enum_to_str=True),

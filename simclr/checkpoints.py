@@ -21,14 +21,16 @@ import torch
 
 from simclr.errors import CheckpointError, first_line
 from simclr.nets import CifarResNet, build_encoder
+from simclr.precision import choose_precision
 
 KIND_KEY = "simclr_kind"
 CONFIG_KEY = "simclr_config"
+PRECISION_KEY = "simclr_precision"  # {"precision": "bf16-mixed", "precision_reason": "..."} (simclr/precision.py)
 KIND_NAMES = {"pretrain": "pretraining", "probe": "probe"}
 
 
 class ConfigInCheckpoint(pl.Callback):
-    """Adds the run's resolved config and kind to every checkpoint Lightning writes."""
+    """Adds the run's resolved config, kind and precision to every checkpoint Lightning writes."""
 
     def __init__(self, config: dict[str, Any], kind: str) -> None:
         self.config, self.kind = config, kind
@@ -36,6 +38,7 @@ class ConfigInCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
         checkpoint[KIND_KEY] = self.kind
+        checkpoint[PRECISION_KEY] = choose_precision(self.config.get("trainer", {})).record()
 
 
 def checkpoint_in(folder: Path) -> Path | None:

@@ -122,9 +122,15 @@ class LinearProbe(pl.LightningModule):
             return self.features(self.augment(images)), labels, indices
         return self.features(self.augment.normalize(images)), labels, indices
 
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Features (B, feature_dim) -> class scores (B, 10), float32 even under bf16 autocast: the features
+        may be bf16 (simclr/precision.py), the one trained layer is not."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.classifier(feats.float())
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         feats, labels, _ = batch
-        logits = self.classifier(feats)
+        logits = self.logits(feats)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
@@ -133,12 +139,12 @@ class LinearProbe(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         feats, labels, _ = batch
-        self.val_acc(self.classifier(feats), labels)
+        self.val_acc(self.logits(feats), labels)
         self.log("val/top1", self.val_acc, on_step=False, on_epoch=True)
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         feats, labels, _ = batch
-        logits = self.classifier(feats)
+        logits = self.logits(feats)
         self.test_acc(logits, labels)
         self.test_confusion.update(logits, labels)
         self.log("test/top1", self.test_acc, on_step=False, on_epoch=True)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from simclr.errors import ConfigError, first_line
 from simclr.optim import scaled_lr
+from simclr.precision import choose_precision
 from simclr.progress import HostMetricsProgressBar
 from simclr.resilience import AtomicCheckpointIO
 
@@ -76,6 +77,8 @@ def derive_run_values(cfg: DictConfig) -> DerivedValues:
 _EXPECTED_WARNINGS = (
     r".*does not have many workers.*",
     r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+    # Under bf16-mixed the parameters stay float32, so the summary's 32-bit size estimate is the true one.
+    r".*Precision bf16-mixed is not supported by the model summary.*",
 )
 # The probe's frozen encoder is in eval mode on purpose, and the probe validates in its test step.
 _PROBE_WARNINGS = (
@@ -99,7 +102,8 @@ def probe_fit_warnings() -> Iterator[None]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`."""
+    """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`; its precision is
+    `choose_precision`'s (trainer.precision=auto resolved here, in this one place, and logged)."""
     silence_expected_warnings()
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
@@ -108,6 +112,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     if kwargs.get("enable_progress_bar", True):
         callbacks.append(HostMetricsProgressBar())  # Lightning's own bar reads the loss on every step
     plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
+    precision = choose_precision(cfg.trainer)
+    log.info("precision %s (%s)", precision.value, precision.why)
+    kwargs["precision"] = precision.value
     try:
         return pl.Trainer(
             **kwargs, logger=logger, callbacks=callbacks, plugins=plugins, default_root_dir=cfg.paths.output_dir

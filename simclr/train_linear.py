@@ -17,6 +17,7 @@ from simclr.data import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.figures import RunFigures
 from simclr.nets import CifarResNet, build_encoder
+from simclr.precision import choose_precision
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, probe_fit_warnings, resolved_config
 from simclr.splits import SplitInCheckpoint
@@ -103,6 +104,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
         # None: the encoder was not pretrained by this code, or by a version that recorded no split.
         "same_split_as_pretraining": None if not pretrain_split else pretrain_split == split,
         "wall_s": time.perf_counter() - start,
+        **choose_precision(cfg.trainer).record(),
         **source,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -18,6 +18,7 @@ from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpo
 from simclr.data import CIFAR10DataModule
 from simclr.export import log_encoder_artifact
 from simclr.figures import RunFigures, log_image
+from simclr.precision import choose_precision
 from simclr.pretrain import SimCLRModule
 from simclr.resilience import (
     DivergenceGuard,
@@ -91,7 +92,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         metrics.update(probe_and_log(cfg, module, trainer, out, split))
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
-        write_results(out, metrics, split)
+        write_results(out, metrics, split, choose_precision(cfg.trainer).record())
         log.info(
             "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
         )
@@ -131,8 +132,11 @@ def probe_and_log(
     return metrics
 
 
-def write_results(out: Path, metrics: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
-    """<run>/results.json: the final validation and test figures, the objective and the split they used."""
+def write_results(
+    out: Path, metrics: dict[str, Any], split: dict[str, Any], precision: dict[str, str]
+) -> dict[str, Any]:
+    """<run>/results.json: the final validation and test figures, the objective, the split they used and the
+    precision the run computed in (`Precision.record()`)."""
     name, value = objective(metrics)
     results = {
         "selection": split["selection"],
@@ -145,6 +149,7 @@ def write_results(out: Path, metrics: dict[str, Any], split: dict[str, Any]) -> 
         "final_loss": metrics.get("train/loss_epoch"),
         "split": split,
         "wall_s": metrics.get("wall_s"),
+        **precision,
     }
     if split["selection"] == "test":
         log.warning(

@@ -77,6 +77,7 @@ TINY_SSL = [
     "model.head.hidden_dim=32",
     "model.head.out_dim=16",
     "trainer=cpu",
+    "trainer.precision=32-true",  # the same numbers on every CPU; tests/test_precision.py covers auto and bf16
     "data.batch_size=32",
     "data.eval_batch_size=64",
     "trainer.max_epochs=2",
@@ -117,6 +118,7 @@ def ssl_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 TINY_PROBE = [
     "trainer=cpu",
+    "trainer.precision=32-true",
     "trainer.max_epochs=2",
     "data.batch_size=32",
     "data.val_size=50",
