@@ -15,6 +15,14 @@
 # Device call:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".devdata"], timeout_s=600)
 # CPU dry run (everything but the CUDA parts, small sizes):
 #   DRY=1 ARCH=resnet_tiny WIDTH=8 BATCH=64 bash benchmarks/gpu_check.sh
+# Another recipe's first epochs (step 5 only; the benchmark and sync check keep their settings), e.g. the
+# W-MSE paper's Adam baseline (conf/experiment/resnet18_wmse_adam.yaml: batch 512 = BATCH's default):
+#   run(command="EXPERIMENT=resnet18_wmse_adam bash benchmarks/gpu_check.sh", carry=[".whl", ".devdata"],
+#       timeout_s=600)
+# Its 1000-epoch schedule is compressed to the epochs that fit: warm-up a tenth of them (1-10 epochs, in
+# place of the preset's 500 steps), cosine to the preset's final_lr_fraction over them.
+# CPU dry run of it (pretraining needs data: a carried .devdata/ or DATA_ROOT=<a built CIFAR-10>):
+#   DRY=1 ARCH=resnet_tiny WIDTH=8 BATCH=64 EXPERIMENT=resnet18_wmse_adam bash benchmarks/gpu_check.sh
 # Knobs: EXPERIMENT (the pretraining recipe, e.g. resnet18_knn90) ARCH BATCH WIDTH TRAIN_S DEADLINE_S
 # MAX_EPOCHS EPOCHS (fixed, no time-box) WORKERS DATA_ROOT OUT WORK DRY PYTHON.
 set -uo pipefail

@@ -61,6 +61,23 @@ def test_seed_and_published_recipes() -> None:
     assert derive_run_values(lars).lr == pytest.approx(2.0)  # 1.0 x 512 / 256
 
 
+def test_wmse_adam_preset_follows_its_source() -> None:
+    # htdt/self-supervised @d9662c8, the contrastive CIFAR-10 command of its README (the preset's header)
+    cfg = compose_config("train_ssl", ["experiment=resnet18_wmse_adam"])
+    assert (cfg.model.arch, cfg.optimizer.name, cfg.trainer.max_epochs) == ("resnet18", "adam", 1000)
+    assert (cfg.data.batch_size, cfg.optimizer.lr, cfg.optimizer.weight_decay) == (512, 3e-3, 1e-6)
+    assert not cfg.optimizer.exclude_bias_and_norm  # the source decays every parameter
+    assert derive_run_values(cfg).lr == pytest.approx(3e-3)  # not scaled with the batch
+    head = cfg.model.head
+    assert (head.hidden_dim, head.out_dim, head.num_layers, head.batch_norm) == (1024, 64, 2, True)
+    assert head.output_norm.value == "affine"
+    assert cfg.loss.temperature == 0.5
+    assert list(cfg.augmentation.crop_scale) == [0.2, 1.0] and cfg.augmentation.grayscale_p == 0.1
+    assert cfg.augmentation.blur_p == 0.0
+    assert round(cfg.scheduler.warmup_epochs * (50_000 // 512)) == 500  # the source's 500 warm-up steps
+    assert cfg.scheduler.final_lr_fraction == pytest.approx(0.2 * 0.2)  # its end rate, after two x0.2 drops
+
+
 def test_paper_augmentation_defaults() -> None:
     aug = compose_config("train_ssl").augmentation
     assert list(aug.crop_scale) == [0.08, 1.0]
