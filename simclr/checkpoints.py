@@ -11,7 +11,12 @@ directory) and reads it with `read_checkpoint`.
 
 from __future__ import annotations
 
+import csv
+import logging
+import os
+import pickle
 import struct
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,9 +24,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from simclr.errors import CheckpointError, first_line
+from simclr.errors import CheckpointError, DamagedCheckpointError
 from simclr.nets import CifarResNet, build_encoder
 from simclr.precision import choose_precision
+from simclr.storage import fsync_dir, human
+
+log = logging.getLogger("simclr")
 
 KIND_KEY = "simclr_kind"
 CONFIG_KEY = "simclr_config"
@@ -91,6 +99,86 @@ def resolve_ckpt_path(value: str | None, output_dir: Path) -> Path | None:
     return find_checkpoint(value, arg="ckpt_path")
 
 
+def resume_checkpoint(value: str | None, output_dir: Path, model: dict[str, Any]) -> tuple[Path, dict] | None:
+    """The checkpoint `train_ssl.py ckpt_path=value` resumes from, read and checked against this run's `model`
+    section (`check_resumable`); None for a fresh start.
+
+    A damaged checkpoint stops the run, naming the newest intact one beside it, except with `ckpt_path=auto`
+    (a requeued job, which nobody is watching): it then resumes from that intact checkpoint, says so, and
+    keeps the damaged files under new names (`set_aside`). `last` and explicit paths name one file, so they
+    refuse.
+    """
+    path = resolve_ckpt_path(value, output_dir)
+    if path is None:
+        return None
+    try:
+        ckpt = read_checkpoint(path, expect="pretrain", arg="ckpt_path")
+    except DamagedCheckpointError as e:
+        if value not in ("auto", "last"):
+            raise
+        if e.intact is None:  # nothing to resume from in this run
+            more = f"{e}, or rename it and rerun to start this run afresh"
+            raise DamagedCheckpointError(more, e.path, e.damage, e.damaged) from e
+        if value == "last":
+            more = f"{e}, or rerun with ckpt_path=auto, which resumes from it and keeps {path.name} under a new name"
+            raise DamagedCheckpointError(more, e.path, e.damage, e.damaged, e.intact, e.intact_epoch) from e
+        path, ckpt = e.intact, read_checkpoint(e.intact, expect="pretrain", arg="ckpt_path")
+        check_resumable(path, ckpt, model)  # before anything is renamed
+        kept = [set_aside(damaged) for damaged in e.damaged]
+        log.warning("%s", fallback_note(e, kept, _last_logged_epoch(output_dir)))
+        return path, ckpt
+    check_resumable(path, ckpt, model)
+    return path, ckpt
+
+
+def set_aside(path: Path) -> Path:
+    """Renames a damaged checkpoint to <name>.damaged-<time> (never over another file) and returns the new
+    name: kept for inspection, out of the way of the next write and of every *.ckpt search."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
+    os.rename(path, target)
+    fsync_dir(path.parent)
+    return target
+
+
+def fallback_note(error: DamagedCheckpointError, kept: list[Path], last_epoch: int | None) -> str:
+    """The line `ckpt_path=auto` logs when it resumes from an intact checkpoint instead of a damaged one.
+
+    `last_epoch`: the highest epoch index the run logged (None if unknown), to say which epochs are repeated.
+    """
+    names = ", ".join(str(k) for k in kept)
+    kept_as = f"the damaged file is kept as {names}" if len(kept) == 1 else f"the damaged files are kept as {names}"
+    return (
+        f"ckpt_path=auto: {error.path} cannot be read: {error.damage}; resuming from {error.intact} "
+        f"(end of epoch {error.intact_epoch}) instead: {_repeated(error.intact_epoch, last_epoch)}; {kept_as}"
+    )
+
+
+def _repeated(intact_epoch: int | None, last_epoch: int | None) -> str:
+    if intact_epoch is None:
+        return "the epochs after it are trained again"
+    first = intact_epoch + 1
+    if last_epoch is None:
+        return f"the epochs from {first} on that the damaged file held are trained again"
+    if last_epoch < first:
+        return "no epoch is trained again"
+    return (
+        f"epoch {first} is trained again" if last_epoch == first else f"epochs {first}-{last_epoch} are trained again"
+    )
+
+
+def _last_logged_epoch(run_dir: Path) -> int | None:
+    """The highest epoch index in the run's metrics.csv (the CSV logger's), or None without one."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        epochs = [int(float(row["epoch"])) for row in csv.DictReader(f) if row.get("epoch")]
+    return max(epochs, default=None)
+
+
 # What `export_form` calls each encoder export, in error messages.
 EXPORT_FORMS = {"safetensors": "a safetensors file", "pt2": "an ExportedProgram (.pt2) file"}
 
@@ -115,8 +203,12 @@ def export_form(path: Path) -> str | None:
     return None
 
 
-def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any]:
-    """Loads a checkpoint file on the CPU and checks it is this project's checkpoint of kind `expect`."""
+def read_checkpoint(path: str | Path, expect: str = "pretrain", arg: str = "ckpt") -> dict[str, Any]:
+    """Loads a checkpoint file on the CPU and checks it is this project's checkpoint of kind `expect`.
+
+    A file that cannot be read raises DamagedCheckpointError, which says what is wrong with it and names
+    the newest intact checkpoint beside it (`arg`: the option that passes one, in the fix).
+    """
     path = Path(path)
     if not path.is_file():
         hint = "" if path.suffix == ".ckpt" else " (checkpoints end in .ckpt)"
@@ -130,12 +222,9 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
             f"ckpt=<run dir>/checkpoints/last.ckpt (an export's export.json names the checkpoint it came from)"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails in many ways on foreign bytes (EOFError, KeyError, ...)
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line(e)}); "
-            f"pass a .ckpt file written by train_ssl.py"
-        ) from e
+        ckpt = _load(path)
+    except Exception as e:  # torch.load fails in many ways on damaged or foreign bytes (EOFError, KeyError, ...)
+        raise damaged_checkpoint_error(path, e, expect, arg) from e
     kind = ckpt.get(KIND_KEY) if isinstance(ckpt, dict) else None
     if kind is None or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(
@@ -152,6 +241,86 @@ def read_checkpoint(path: str | Path, expect: str = "pretrain") -> dict[str, Any
             )
         )
     return ckpt
+
+
+def _load(path: Path) -> Any:
+    # weights_only: tensors and plain containers only, so that loading a checkpoint cannot run code.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_checkpoint(ckpt: Any, expect: str) -> bool:
+    return isinstance(ckpt, dict) and ckpt.get(KIND_KEY) == expect and CONFIG_KEY in ckpt and "state_dict" in ckpt
+
+
+def damaged_checkpoint_error(path: Path, error: BaseException, expect: str, arg: str) -> DamagedCheckpointError:
+    """The error for a checkpoint torch.load could not read: what is wrong with it (`describe_damage`), and
+    the newest intact checkpoint of kind `expect` in the same folder, if there is one."""
+    damage = describe_damage(path, error)
+    damaged, intact, epoch = newest_intact(path.parent, expect, skip=path)
+    if intact is None:
+        fix = "no intact checkpoint is beside it; pass a .ckpt file written by train_ssl.py"
+    else:
+        fix = f"the newest intact checkpoint beside it is {intact} (end of epoch {epoch}): pass {arg}={intact}"
+    message = f"{path} is not a readable PyTorch checkpoint: {damage}; {fix}"
+    return DamagedCheckpointError(message, path, damage, [path, *damaged], intact, epoch)
+
+
+def newest_intact(
+    folder: Path, expect: str = "pretrain", skip: Path | None = None
+) -> tuple[list[Path], Path | None, int | None]:
+    """The newest checkpoint of kind `expect` in `folder` that reads (by modification time; `skip` left out).
+
+    Returns (the newer *.ckpt files that do not read, newest first; that checkpoint or None; its epoch index).
+    Files that read but are of another kind are passed over, not counted as damaged.
+    """
+    candidates = [p for p in folder.glob("*.ckpt") if p != skip and p.is_file()] if folder.is_dir() else []
+    damaged = []
+    for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        try:
+            ckpt = _load(candidate)
+        except Exception:  # noqa: BLE001  (any failure to read is damage, as in read_checkpoint)
+            damaged.append(candidate)
+            continue
+        if _is_checkpoint(ckpt, expect):
+            return damaged, candidate, ckpt.get("epoch")
+    return damaged, None, None
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+def describe_damage(path: Path, error: BaseException) -> str:
+    """What is wrong with a file torch.load refused, in this project's words, from the file's own bytes
+    (torch's messages speak of its archive reader's internals)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes; the write never reached the disk)"
+    if _all_zero(path):
+        return f"its {human(size)} are all zero bytes (the data never reached the disk, e.g. a crash or power loss)"
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head != ZIP_MAGIC:
+        return "its bytes are not a PyTorch archive (text, or another program's format)"
+    if not zipfile.is_zipfile(path):
+        return f"it is truncated (a PyTorch archive cut off at {human(size)}: an interrupted write or copy)"
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()  # the first entry whose bytes fail their CRC
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return "it is damaged (its archive cannot be read through)"
+    if bad is not None:
+        return f"it is damaged (the archive's {bad} does not match its checksum)"
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds Python objects that checkpoints never hold (refused unread: loading them could run code)"
+    return "it is a whole archive, but not one PyTorch wrote as a checkpoint"
+
+
+def _all_zero(path: Path, chunk: int = 1 << 20) -> bool:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            if block.count(0) != len(block):
+                return False
+    return True
 
 
 def load_pretrained_encoder(path: str | Path) -> tuple[CifarResNet, dict[str, Any]]:

@@ -11,7 +11,6 @@ Every job writes <output_dir>/status.json: {"status": "completed" | "failed", "e
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -30,11 +29,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from simclr.errors import ConfigError, SimCLRError, first_line
+from simclr.errors import ConfigError, DiskFullError, first_line
 from simclr.optuna_study import check_optuna_sweep, optuna_sweep, study_without_a_completed_trial
+from simclr.resilience import disk_full_error, user_error
 from simclr.rules import check, show, suggest
-from simclr.runs import log
+from simclr.runs import finish_wandb, log, record_in_log_files, write_status
 from simclr.schema import TrainSSLConfig, choices
+from simclr.storage import file_being_written, no_space
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -56,6 +57,13 @@ def run_script(hydra_main: Callable[[], Any]) -> None:
         if user_wants_full_error:
             raise
         print(f"error: {describe(e, sys.argv[1:])}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk while Hydra writes the run directory (.hydra/, the log), before run_job
+        cause = no_space(e)
+        if cause is None or user_wants_full_error:
+            raise
+        path = file_being_written(e) or Path.cwd()
+        print(f"error: {disk_full_error(path, cause, checkpoints=None, kind='run directory')}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -152,25 +160,12 @@ def _conf_file(key: str, conf_dirs: list[Path]) -> str:
 _NOT_SET = object()
 
 
-def write_status(out: Path, status: str, wall_s: float, error: str | None = None) -> None:
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
-        return  # under torchrun, SLURM or Lightning's DDP launcher only the first process reports
-    out.mkdir(parents=True, exist_ok=True)
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    record = {"status": status, "error": error, "overrides": overrides, "wall_s": wall_s}
-    (out / "status.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-def finish_wandb(failed: bool) -> None:
-    """Closes the W&B run of this job, if any, so that each job of a multirun gets its own run."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.run.finish(exit_code=1 if failed else 0)
-
-
 def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
     """Checks cfg (unless `CheckConfig` did, for a single run) and runs job(); returns its result, or None
-    for a failed job of a multirun (the Optuna sweeper records that as a failed trial and goes on)."""
+    for a failed job of a multirun (the Optuna sweeper records that as a failed trial and goes on).
+
+    A SimCLRError, and any write that failed for lack of space (`user_error`), ends a single run with one line
+    `error: <message>` on stderr and exit status 2, and fails a multirun job alone."""
     start, out, multirun = time.perf_counter(), Path(cfg.paths.output_dir), _mode() == RunMode.MULTIRUN
     try:
         if _mode() != RunMode.RUN:
@@ -178,21 +173,23 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
             if multirun and optuna_sweep(HydraConfig.get()):
                 check_optuna_sweep(cfg, job_only=True)  # a trial that drew data.val_size=0
         result = job()
-    except SimCLRError as e:
-        finish_wandb(failed=True)
-        write_status(out, "failed", time.perf_counter() - start, str(e))
-        log.error("%s", e)
-        if multirun:
-            return None
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     except Exception as e:
         finish_wandb(failed=True)
-        write_status(out, "failed", time.perf_counter() - start, f"{type(e).__name__}: {e}")
-        if not multirun:
-            raise
-        log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
-        return None
+        error = user_error(e, cfg)
+        if error is None:
+            write_status(out, "failed", time.perf_counter() - start, f"{type(e).__name__}: {e}")
+            if not multirun:
+                raise
+            log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
+            return None
+        write_status(out, "failed", time.perf_counter() - start, str(error))
+        if multirun:
+            log.error("%s", error)
+            return None
+        if not isinstance(error, DiskFullError):  # the log file is on the full disk: no record there
+            record_in_log_files(str(error))
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     finish_wandb(failed=False)
     write_status(out, "completed", time.perf_counter() - start)
     return result

@@ -38,15 +38,72 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """`_codecs.encode` as a pickle may use it: Python 3 writes bytes under protocols 0-2 as
+    `_codecs.encode(<text>, "latin1")`; any other codec is refused rather than looked up."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"bytes encoded as {encoding!r}, where pickles write 'latin1'")
+    return text.encode("latin1")
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The globals that pickles of numpy arrays and scalars name, mapped to numpy's own functions.
+
+    Asked of numpy itself (how it pickles an array with protocols 2 and 5, and a scalar), and listed under
+    the module names numpy 1.x (`numpy.core`) and 2.x (`numpy._core`) write, so that files pickled by either
+    load (the official batches name `numpy.core.multiarray._reconstruct`), and `_codecs.encode`, with which
+    Python 3 writes bytes under protocols 0-2 (`_latin1_bytes`).
+    """
+    array = np.zeros(1, np.uint8)
+    reconstruct, frombuffer, scalar = array.__reduce__()[0], array.__reduce_ex__(5)[0], np.uint8(0).__reduce__()[0]
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 python batch, building nothing a batch does not hold.
+
+    A pickle can name any importable callable and call it while it loads (that is how it rebuilds objects),
+    so a data file could run code. Dicts, lists, tuples, strings, bytes and numbers need no global;
+    `find_class` hands out numpy's array and scalar reconstruction (`_numpy_globals`) and refuses every other
+    name with a DataError before anything is built or called.
+    """
+
+    ALLOWED = _numpy_globals()
+
+    def __init__(self, file: Any, path: Path, fix: str) -> None:
+        # latin1: Python 2 strings (the official files' keys and array bytes) decode one byte per character.
+        super().__init__(file, encoding="latin1")
+        self.path, self.fix = path, fix
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self.ALLOWED.get((module, name))
+        if found is None:
+            raise DataError(
+                f"{self.path} was refused: loading it would build {module}.{name}, which no CIFAR-10 python batch "
+                f"holds (a pickle can run code as it loads; nothing of it ran); {self.fix}"
+            )
+        return found
+
+
 def read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled CIFAR-10 batch -> images uint8 (N, 3, 32, 32), labels int64 (N,).
 
-    Checks structure and shapes instead of the official md5 sums, so re-pickled copies load too.
+    Read with `BatchUnpickler` (no code runs), then checked for structure and shapes instead of the official
+    md5 sums, so re-pickled copies (any protocol, subsets) load too.
     """
     fix = f"delete {path.parent} and rerun with data.download=true, or copy a complete CIFAR-10 there"
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = BatchUnpickler(f, path, fix).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
         raise DataError(f"{path} is truncated or not a CIFAR-10 python batch ({type(e).__name__}: {e}); {fix}") from e
     if not isinstance(entry, dict) or "data" not in entry or not ({"labels", "fine_labels"} & set(entry)):

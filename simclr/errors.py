@@ -1,5 +1,9 @@
 """Errors that are the user's to fix: the scripts print their message alone, without a traceback."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 def first_line(error: BaseException) -> str:
     """An exception's message cut to its first line (library messages can run to pages), or its type."""
@@ -25,3 +29,36 @@ class ConfigError(SimCLRError, ValueError):
 
 class ExportError(SimCLRError):
     """An encoder export would overwrite files, or cannot be written where asked."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file cannot be read (truncated, zeroed, not a checkpoint).
+
+    `path`: the file; `damage`: what is wrong with it, in words; `intact`: the newest checkpoint beside it
+    that reads (None if there is none), and `intact_epoch`, the epoch index it ends; `damaged`: `path` and
+    the newer files beside it that do not read either (what `ckpt_path=auto` sets aside before it resumes).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: Path | None = None,  # defaults: an exception is rebuilt from its message alone when unpickled
+        damage: str = "",
+        damaged: list[Path] | None = None,
+        intact: Path | None = None,
+        intact_epoch: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path, self.damage, self.damaged = path, damage, damaged or []
+        self.intact, self.intact_epoch = intact, intact_epoch
+
+
+class DiskFullError(SimCLRError):
+    """A file the job writes could not be written for lack of space; nothing partial was left behind.
+
+    `path`: the file; `free`: the bytes left in its directory after the failed write was cleaned up.
+    """
+
+    def __init__(self, message: str, path: Path | None = None, free: int | None = None) -> None:
+        super().__init__(message)
+        self.path, self.free = path, free

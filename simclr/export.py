@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,8 @@ from simclr.checkpoints import (
 )
 from simclr.errors import CheckpointError, ExportError, SimCLRError, first_line
 from simclr.nets import CifarResNet
+from simclr.resilience import disk_full_error
+from simclr.storage import NO_SPACE, atomic_write
 
 log = logging.getLogger("simclr")
 
@@ -234,12 +235,9 @@ def _indented(code: str) -> str:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    # A crash mid-write leaves a .tmp file, never a truncated file under the final name. `write` gets the open
-    # binary file: torch.export.save wants a name ending in .pt2 or a file object, and the .tmp name is neither.
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    # A crash or a full disk mid-write leaves neither a temporary file nor a truncated file under the final name.
+    # `write` gets the open binary file: torch.export.save wants a name ending in .pt2 or a file object.
+    atomic_write(path, write)
 
 
 def _save_program(encoder: CifarResNet, f: Any, info: dict[str, Any]) -> None:
@@ -502,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. out= on a read-only or full disk
+        if e.errno in NO_SPACE and e.filename:
+            print(f"error: {disk_full_error(Path(e.filename), e, checkpoints=None, kind='export')}", file=sys.stderr)
+            return 2
         print(
             f"error: cannot write {e.filename or 'the export'}: {e.strerror or e}; pass out=DIR you can write to",
             file=sys.stderr,

@@ -16,14 +16,14 @@ from PIL import Image
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from simclr.features import extract_features
+from simclr.storage import atomic_write
 from simclr.visuals import confusion_figure, embedding_map, figure_to_array, view_pairs
 
 
 def log_image(trainer: pl.Trainer, key: str, image: np.ndarray, out_dir: Path) -> Path:
     """Saves an HWC uint8 image as out_dir/figures/<key>.png and sends it to image-capable loggers."""
     path = out_dir / "figures" / f"{key.replace('/', '_')}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))  # never half a PNG
     for lg in trainer.loggers:
         if isinstance(lg, WandbLogger):
             lg.log_image(key=key, images=[image], step=trainer.global_step)

@@ -1,10 +1,10 @@
-"""What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard, and
-a guard against a new run writing over an earlier run's checkpoints (the checkpoint to resume from is
-found by `simclr.checkpoints.resolve_ckpt_path`)."""
+"""What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard, a
+guard against a new run writing over an earlier run's checkpoints (the checkpoint to resume from is found
+by `simclr.checkpoints.resume_checkpoint`), and the one-line report of a full disk (`disk_full_error`)."""
 
 from __future__ import annotations
 
-import os
+import errno
 import random
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from omegaconf import DictConfig
 
-from simclr.errors import CheckpointError, SimCLRError
+from simclr.checkpoints import KIND_KEY, newest_intact
+from simclr.errors import CheckpointError, DiskFullError, SimCLRError
+from simclr.storage import NO_SPACE, atomic_write, chain, file_being_written, free_bytes, human, no_space
 
 RNG_KEY = "simclr_rng"
 
@@ -27,23 +30,83 @@ class RunInterrupted(SimCLRError):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file in the same folder, fsyncs it, then renames it.
+    """Writes each checkpoint with `simclr.storage.atomic_write`: a temporary file in the same folder, fsynced,
+    renamed over the target, then the folder fsynced (so that a power loss cannot undo the rename).
 
-    A process killed during the write leaves the previous file intact: os.replace is atomic on POSIX.
+    A process killed during the write leaves the previous file intact (os.replace is atomic on POSIX). A
+    write that fails for lack of space removes its temporary file and ends the run with DiskFullError.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            atomic_write(path, lambda f: torch.save(checkpoint, f))
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            kind = checkpoint.get(KIND_KEY, "pretrain")
+            raise disk_full_error(path, e, checkpoints=path.parent, kind=kind) from e
+
+
+# What frees the space, by what was being written: a pretraining run's checkpoints, a probe's, an export
+# (any other kind: "free space there").
+DISK_FULL_FIXES = {
+    "pretrain": "free space there, or keep fewer checkpoints (checkpoint.keep=N, a larger checkpoint.every_n_epochs)",
+    "probe": "free space there",
+    "export": "free space there and export again with force=true, or pass out=DIR on a disk with room",
+}
+
+
+def disk_full_error(path: Path, error: OSError, checkpoints: Path | None, kind: str = "pretrain") -> DiskFullError:
+    """The line a job ends with when `path` could not be written for lack of space (`error`: the ENOSPC or
+    EDQUOT): the file, the free space left in its directory, the newest intact checkpoint of kind `kind` in
+    `checkpoints` (None: not a run's file, no checkpoint to name) and the fix, with the resume command."""
+    free = free_bytes(path.parent)
+    cause = "the disk quota is used up" if error.errno == errno.EDQUOT else "no space left on the device"
+    fix = DISK_FULL_FIXES.get(kind, "free space there")
+    kept = ""
+    if checkpoints is not None:
+        _, newest, epoch = newest_intact(checkpoints, kind)
+        if newest is None:
+            kept = "; no checkpoint of this run was written yet"
+        else:
+            size = human(newest.stat().st_size)
+            kept = f"; the newest intact checkpoint is {newest} (end of epoch {epoch}, {size})"
+            if kind == "pretrain":
+                fix += f", then resume with {_resume_args(newest)}"
+    return DiskFullError(f"cannot write {path}: {cause} ({human(free)} free in {path.parent}){kept}: {fix}", path, free)
+
+
+def user_error(e: Exception, cfg: DictConfig) -> SimCLRError | None:
+    """The error to report in one line for `e`, or None for a bug (a traceback).
+
+    A SimCLRError is its own report. A full disk is one too, however it surfaced: the DiskFullError of the
+    checkpoint writer, possibly under an error Lightning raised while shutting down on the same full disk, or
+    any OSError with errno ENOSPC/EDQUOT (metrics, figures, results), reported with `disk_full_error` for the
+    file that was being written and the run's checkpoints.
+    """
+    if isinstance(e, SimCLRError):
+        return e
+    full = next((link for link in chain(e) if isinstance(link, DiskFullError)), None)
+    if full is not None:
+        return full
+    cause = no_space(e)
+    if cause is None:
+        return None
+    out = Path(cfg.paths.output_dir)
+    path = file_being_written(e) or out
+    kind = "pretrain" if "checkpoint" in cfg else "probe"  # train_linear's config has no checkpoint section
+    return disk_full_error(path, cause, checkpoints=out / "checkpoints", kind=kind)
+
+
+def _resume_args(ckpt: Path) -> str:
+    """The overrides that continue a pretraining run in its own directory from `ckpt`."""
+    if ckpt.parent.name != "checkpoints":
+        return f"ckpt_path={ckpt}"
+    run = ckpt.parent.parent
+    return (
+        f"ckpt_path=last hydra.run.dir={run}" if ckpt.name == "last.ckpt" else f"ckpt_path={ckpt} hydra.run.dir={run}"
+    )
 
 
 class RNGStateInCheckpoint(pl.Callback):

@@ -21,6 +21,7 @@ from simclr.precision import choose_precision
 from simclr.probe import LinearProbe
 from simclr.runs import build_trainer, output_dir, probe_fit_warnings, resolved_config
 from simclr.splits import SplitInCheckpoint
+from simclr.storage import atomic_write_text
 
 PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
 
@@ -107,7 +108,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
         **choose_precision(cfg.trainer).record(),
         **source,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     model = source["model"]
     val = f"val top-1 {100 * val_top1:.2f}%" if val_top1 is not None else "no validation split (data.val_size=0)"
     print(

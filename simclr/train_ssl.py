@@ -14,7 +14,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from simclr.checkpoints import ConfigInCheckpoint, check_resumable, read_checkpoint, resolve_ckpt_path
+from simclr.checkpoints import ConfigInCheckpoint, resume_checkpoint
 from simclr.data import CIFAR10DataModule
 from simclr.export import log_encoder_artifact
 from simclr.figures import RunFigures, log_image
@@ -28,6 +28,7 @@ from simclr.resilience import (
 )
 from simclr.runs import build_trainer, derive_run_values, log, output_dir, resolved_config
 from simclr.splits import SplitInCheckpoint
+from simclr.storage import atomic_write_text
 from simclr.sweep import objective
 from simclr.torchvision_views import torchvision_pipeline
 from simclr.train_linear import probe_after_pretraining
@@ -56,9 +57,9 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     derived = derive_run_values(cfg)
     out = Path(cfg.paths.output_dir)
-    resume = resolve_ckpt_path(cfg.get("ckpt_path"), out)
-    if resume is not None:  # fails early, before anything is written
-        check_resumable(resume, read_checkpoint(resume, expect="pretrain"), resolved_config(cfg)["model"])
+    # Fails early, before anything is written; ckpt_path=auto steps back past a damaged last.ckpt.
+    found = resume_checkpoint(cfg.get("ckpt_path"), out, resolved_config(cfg)["model"])
+    resume = found[0] if found else None
     refuse_foreign_run_dir(out, resume)
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg, derived.per_device_batch)
@@ -96,7 +97,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         log.info(
             "pretraining done in %.0f s: %s; checkpoints in %s", metrics["wall_s"], _fmt(metrics), out / "checkpoints"
         )
-        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log_encoder_artifact(trainer, out / "checkpoints" / "last.ckpt", metrics)  # with logger=wandb only
     return metrics
 
@@ -156,7 +157,7 @@ def write_results(
             "data.val_size=0: the kNN monitor ran on the test split (test/knn_top1) and there is no validation "
             "metric to select on; results.json records selection=test"
         )
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

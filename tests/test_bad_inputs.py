@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def files(tmp_path_factory: pytest.TempPathFactory, ssl_checkpoint: Path, cifar_
     foreign = write_cifar10(base / "foreign").parent
     with open(foreign / "cifar-10-batches-py" / "data_batch_2", "wb") as f:
         pickle.dump({"rows": [1, 2, 3]}, f)
+    runs_code = write_cifar10(base / "runs_code").parent
+    with open(runs_code / "cifar-10-batches-py" / "data_batch_5", "wb") as f:  # would create base/ran.txt
+        pickle.dump({"data": _RunsCode(f"open({str(base / 'ran.txt')!r}, 'w')"), "labels": [0]}, f)
+    damaged = base / "damaged_run" / "checkpoints"
+    damaged.mkdir(parents=True)
+    shutil.copy2(ssl_checkpoint, damaged / "epoch0000.ckpt")
+    (damaged / "last.ckpt").write_bytes(ssl_checkpoint.read_bytes()[:5000])  # a copy cut short
     not_ckpt = base / "notes.ckpt"
     not_ckpt.write_text("these are my notes, not a checkpoint")
     other_model = base / "resnet.pt"
@@ -52,8 +60,20 @@ def files(tmp_path_factory: pytest.TempPathFactory, ssl_checkpoint: Path, cifar_
         "other_arch": other_arch,
         "probe_ckpt": base / "probe_run" / "checkpoints" / "probe.ckpt",
         "missing_root": base / "no_data_here",
+        "runs_code": runs_code,
+        "damaged_run": damaged.parent,
         "base": base,
     }
+
+
+class _RunsCode:
+    """Unpickles as a call of exec on `code`."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple:
+        return exec, (self.code,)
 
 
 def _ssl(root: str, *overrides: str) -> Callable[[Path], object]:
@@ -94,6 +114,17 @@ CASES = {
         lambda f, r: _ssl(f["foreign"]),
         DataError,
         r"data_batch_2 is not a CIFAR-10 python batch",
+    ),
+    "batch file that would run code": (
+        lambda f, r: _ssl(f["runs_code"]),
+        DataError,
+        r"data_batch_5 was refused: loading it would build builtins\.exec, which no CIFAR-10 python batch holds",
+    ),
+    "damaged checkpoint": (
+        lambda f, r: _probe(r, f["damaged_run"]),
+        CheckpointError,
+        r"damaged_run/checkpoints/last\.ckpt is not a readable PyTorch checkpoint: it is truncated .*; the newest "
+        r"intact checkpoint beside it is .*damaged_run/checkpoints/epoch0000\.ckpt \(end of epoch 0\): pass ckpt=",
     ),
     "checkpoint path missing": (
         lambda f, r: _probe(r, f["base"] / "nope.ckpt"),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from simclr import data as data_mod
-from simclr.data import CIFAR10DataModule, load_split, read_batch_file
+from simclr.data import BatchUnpickler, CIFAR10DataModule, load_split, read_batch_file
 from simclr.errors import ConfigError, DataError
 from simclr.splits import validation_split
 from tests.conftest import REAL_ROOT, write_cifar10
@@ -121,6 +123,99 @@ def test_pickle_of_something_else(fresh_cifar_root: Path) -> None:
     with open(fresh_cifar_root / "cifar-10-batches-py" / "test_batch", "wb") as f:
         pickle.dump([1, 2, 3], f)
     with pytest.raises(DataError, match="not a CIFAR-10 python batch .*'data' and 'labels'"):
+        load_split(fresh_cifar_root, train=False)
+
+
+class _RunsCode:
+    """Unpickles as a call of exec on `code`: what a crafted data file can do to a plain pickle.load."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple:
+        return exec, (self.code,)
+
+
+def test_a_batch_file_that_would_run_code_is_refused_before_any_of_it_runs(fresh_cifar_root: Path) -> None:
+    path = fresh_cifar_root / "cifar-10-batches-py" / "data_batch_3"
+    marker = fresh_cifar_root / "ran.txt"
+    with open(path, "wb") as f:
+        pickle.dump({"batch_label": "training batch 3 of 5", "data": _RunsCode(f"open({str(marker)!r}, 'w')")}, f)
+    with pytest.raises(DataError) as refused:
+        load_split(fresh_cifar_root, train=True)
+    assert str(refused.value) == (
+        f"{path} was refused: loading it would build builtins.exec, which no CIFAR-10 python batch holds (a pickle "
+        f"can run code as it loads; nothing of it ran); delete {path.parent} and rerun with data.download=true, "
+        f"or copy a complete CIFAR-10 there"
+    )
+    assert not marker.exists()
+    with open(path, "rb") as f:  # the same file, read as before: the payload does run
+        pickle.load(f)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_batches_re_pickled_with_any_protocol_load(fresh_cifar_root: Path, protocol: int) -> None:
+    folder = fresh_cifar_root / "cifar-10-batches-py"
+    before = load_split(fresh_cifar_root, train=True)
+    for name in ("data_batch_1", "data_batch_2", "test_batch"):
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f)
+        entry["labels"] = np.asarray(entry["labels"]) if name == "data_batch_2" else entry["labels"]  # arrays too
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=protocol)
+    after = load_split(fresh_cifar_root, train=True)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert load_split(fresh_cifar_root, train=False)[0].shape == (100, 3, 32, 32)
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 strings (SHORT_BINSTRING / BINSTRING), as the official CIFAR-10 files hold
+    them, instead of Python 3's `_codecs.encode` calls."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj
+        )
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_str
+
+
+def test_a_batch_in_the_official_python2_layout_loads(tmp_path: Path) -> None:
+    """Protocol 2, Python 2 strings, and numpy 1.x's module name for the array reconstructor."""
+    folder = write_cifar10(tmp_path, per_batch=3, test_size=3)
+    with open(folder / "data_batch_1", "rb") as f:
+        entry = pickle.load(f)
+    with open(folder / "data_batch_1", "wb") as f:
+        _Python2Pickler(f, protocol=2).dump({k.encode(): v for k, v in entry.items() if k in ("data", "labels")})
+    raw = (folder / "data_batch_1").read_bytes()
+    assert b"cnumpy._core.multiarray\n_reconstruct" in raw and b"_codecs" not in raw
+    (folder / "data_batch_1").write_bytes(raw.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+    images, labels = read_batch_file(folder / "data_batch_1")
+    assert np.array_equal(images.reshape(3, -1), entry["data"]) and labels.tolist() == entry["labels"]
+
+
+def test_the_unpickler_allows_numpy_reconstruction_only() -> None:
+    allowed = {f"{module}.{name}" for module, name in BatchUnpickler.ALLOWED}
+    assert allowed == {
+        "numpy.ndarray",
+        "numpy.dtype",
+        "_codecs.encode",
+        *(f"numpy.{core}.multiarray._reconstruct" for core in ("core", "_core")),
+        *(f"numpy.{core}.multiarray.scalar" for core in ("core", "_core")),
+        *(f"numpy.{core}.numeric._frombuffer" for core in ("core", "_core")),
+    }
+
+
+def test_bytes_under_another_codec_are_refused(fresh_cifar_root: Path) -> None:
+    path = fresh_cifar_root / "cifar-10-batches-py" / "test_batch"
+    # protocol 2: _codecs.encode('x', 'rot13') where Python 3 writes bytes as _codecs.encode(<text>, 'latin1')
+    path.write_bytes(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R.")
+    with pytest.raises(DataError, match=r"test_batch is truncated or not a CIFAR-10 python batch \(UnpicklingError: "):
         load_split(fresh_cifar_root, train=False)
 
 

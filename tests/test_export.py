@@ -3,6 +3,7 @@ features on real-format images, loads without this package, and bad inputs get o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -385,6 +386,26 @@ def test_command_arguments(ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.
     (tmp_path / "file").write_text("")
     assert main([f"ckpt={ssl_checkpoint}", f"out={tmp_path / 'file'}"]) == 2
     assert "is a file, not a directory; pass out=DIR" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_the_export_is_one_line(
+    ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README is the last file written: the disk fills there; the files before it are whole, no .tmp stays."""
+
+    def disk_full(info: dict) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("simclr.export.readme", disk_full)
+    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 0)
+    out = tmp_path / "exp"
+    assert main([f"ckpt={ssl_checkpoint}", f"out={out}"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {out / README_FILE}: no space left on the device (0 B free in {out}): free space there "
+        f"and export again with force=true, or pass out=DIR on a disk with room\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted([JSON_FILE, PT2_FILE, SAFETENSORS_FILE])
+    assert json.loads((out / JSON_FILE).read_text())["arch"] == "resnet_tiny"
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------------

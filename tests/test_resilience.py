@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
+import json
 import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +22,11 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from simclr.checkpoints import find_checkpoint, resolve_ckpt_path
-from simclr.errors import CheckpointError
+from simclr.cli import run_job
+from simclr.errors import CheckpointError, DamagedCheckpointError, DiskFullError
 from simclr.resilience import AtomicCheckpointIO, DivergenceError
+from simclr.storage import human
+from simclr.train_linear import train_linear
 from simclr.train_ssl import train_ssl
 from tests.conftest import REPO, TINY_SSL
 
@@ -281,3 +290,362 @@ def test_a_legacy_checkpoint_still_probes(legacy_checkpoint: Path) -> None:
     saved = torch.load(legacy_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     for name, value in encoder.state_dict().items():
         assert torch.equal(value, saved[f"encoder.{name}"]), name
+
+
+# ---- a full disk ---------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_write_syncs_the_directory_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        calls.append(("fsync", "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        fsync(fd)
+
+    def spy_replace(src: str, dst: str) -> None:
+        calls.append(("replace", Path(dst).name))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, tmp_path / "last.ckpt")
+    assert calls == [("fsync", "file"), ("replace", "last.ckpt"), ("fsync", "dir")]
+
+
+def _no_space(obj: object, f) -> None:
+    """torch.save on a full disk: part of the archive is written, then ENOSPC."""
+    f.write(b"PK\x03\x04 partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _no_space_inside_torch(obj: object, f) -> None:
+    """As torch.save reports it: its archive writer raises a RuntimeError while the ENOSPC is handled."""
+    try:
+        _no_space(obj, f)
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+
+def _no_errno(obj: object, f) -> None:
+    f.write(b"PK\x03\x04 partial")
+    raise RuntimeError("unexpected pos")
+
+
+@pytest.mark.parametrize("fails", [_no_space, _no_space_inside_torch, _no_errno])
+def test_a_full_disk_at_a_checkpoint_write_is_named_and_costs_nothing(
+    ssl_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails
+) -> None:
+    run = tmp_path / "run"
+    ckpts = run / "checkpoints"
+    ckpts.mkdir(parents=True)
+    shutil.copy2(ssl_checkpoint, ckpts / "last.ckpt")
+    before = _sha(ckpts / "last.ckpt")
+    monkeypatch.setattr(torch, "save", fails)
+    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 12345)  # what the message reports
+    if fails is _no_errno:  # no errno in the chain: the free space decides
+        monkeypatch.setattr("simclr.storage.free_bytes", lambda folder: 10**9)
+        with pytest.raises(RuntimeError, match="^unexpected pos$"):  # not a full disk: the error as it was
+            AtomicCheckpointIO().save_checkpoint({"simclr_kind": "pretrain"}, ckpts / "epoch0001.ckpt")
+        monkeypatch.setattr("simclr.storage.free_bytes", lambda folder: 0)
+    with pytest.raises(DiskFullError) as full:
+        AtomicCheckpointIO().save_checkpoint({"simclr_kind": "pretrain"}, ckpts / "epoch0001.ckpt")
+    monkeypatch.undo()
+    size = human((ckpts / "last.ckpt").stat().st_size)
+    assert str(full.value) == (
+        f"cannot write {ckpts / 'epoch0001.ckpt'}: no space left on the device (12.1 KiB free in {ckpts}); "
+        f"the newest intact checkpoint is {ckpts / 'last.ckpt'} (end of epoch 0, {size}): free space there, or keep "
+        f"fewer checkpoints (checkpoint.keep=N, a larger checkpoint.every_n_epochs), then resume with "
+        f"ckpt_path=last hydra.run.dir={run}"
+    )
+    assert full.value.path == ckpts / "epoch0001.ckpt" and full.value.free == 12345
+    assert [p.name for p in ckpts.iterdir()] == ["last.ckpt"]  # no partial or temporary file
+    assert _sha(ckpts / "last.ckpt") == before
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path | None]:
+    """A 6 MiB tmpfs at tmp_path/disk where this process may mount one (root, in a sandbox that allows it);
+    None elsewhere, and the test simulates the full disk instead."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None:
+        yield None
+        return
+    if subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+FULL_DISK = re.compile(
+    r"error: cannot write (?P<path>\S+): no space left on the device \((?P<free>[\d.]+ (?:B|KiB|MiB|GiB)) free in "
+    r"(?P<folder>\S+)\); the newest intact checkpoint is (?P<newest>\S+) \(end of epoch (?P<epoch>\d+), [\d.]+ "
+    r"(?:KiB|MiB)\): free space there, or keep fewer checkpoints \(checkpoint\.keep=N, a larger "
+    r"checkpoint\.every_n_epochs\), then resume with (?P<resume>ckpt_path=\S+ hydra\.run\.dir=\S+)"
+)
+
+
+def _fail_at_the_third_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """epoch0000.ckpt and last.ckpt of epoch 0 are written; epoch0001.ckpt meets a full disk."""
+    save, calls = torch.save, []
+
+    def save_until_full(obj: object, f) -> None:
+        calls.append(f)
+        if len(calls) == 3:
+            _no_space_inside_torch(obj, f)
+        save(obj, f)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_every_checkpoint_loads(
+    cifar_root: Path, tmp_path: Path, small_disk: Path | None, ssl_cfg: DictConfig, monkeypatch, capsys
+) -> None:
+    """On a real 6 MiB file system where one can be mounted (the run stops where the space runs out), else
+    with ENOSPC simulated at the third checkpoint write; then the resume command the message gives works."""
+    if small_disk is not None:
+        run = small_disk / "run"
+        (small_disk / "ballast").write_bytes(bytes(shutil.disk_usage(small_disk).free - 1200 * 1024))
+        done = subprocess.run(_script_args(cifar_root, run), env=_env(), capture_output=True, text=True, timeout=300)
+        status, stderr = done.returncode, done.stderr
+    else:
+        run = Path(ssl_cfg.paths.output_dir)
+        with open_dict(ssl_cfg):
+            ssl_cfg.trainer.max_epochs = EPOCHS
+        _fail_at_the_third_checkpoint(monkeypatch)
+        with pytest.raises(SystemExit) as stopped:
+            run_job(lambda: train_ssl(ssl_cfg), ssl_cfg)
+        monkeypatch.undo()
+        status, stderr = stopped.value.code, capsys.readouterr().err
+    assert status == 2, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    said = FULL_DISK.fullmatch(errors[0])
+    assert said, errors[0]
+    failed, newest = Path(said["path"]), Path(said["newest"])
+    assert failed.parent == run / "checkpoints" == Path(said["folder"])
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]  # no temporary file left
+    epochs = {p: torch.load(p, weights_only=True)["epoch"] for p in (run / "checkpoints").glob("*.ckpt")}  # all load
+    assert epochs[newest] == int(said["epoch"]) == max(epochs.values())
+    last = run / "checkpoints" / "last.ckpt"
+    assert said["resume"] == (
+        f"ckpt_path=last hydra.run.dir={run}" if newest == last else f"ckpt_path={newest} hydra.run.dir={run}"
+    )
+    with open(run / "metrics.csv", newline="") as f:  # no row cut short
+        rows = list(csv.reader(f))
+    assert len({len(r) for r in rows}) == 1
+    assert json.loads((run / "status.json").read_text())["error"] == errors[0].removeprefix("error: ")
+
+    if small_disk is not None:  # space freed, the command the message gives finishes the run
+        (small_disk / "ballast").unlink()
+        resume = said["resume"].split()[0]  # and hydra.run.dir={run}, which _script_args passes
+        done = subprocess.run(_script_args(cifar_root, run, resume), env=_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    else:
+        with open_dict(ssl_cfg):
+            ssl_cfg.ckpt_path = said["resume"].split()[0].removeprefix("ckpt_path=")
+        train_ssl(ssl_cfg)
+    assert torch.load(last, weights_only=True)["epoch"] == EPOCHS - 1
+
+
+# ---- damaged checkpoints -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_epochs(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of two epochs: checkpoints/epoch0000.ckpt, epoch0001.ckpt and last.ckpt (epoch 1)."""
+    from tests.conftest import compose_config
+
+    run = tmp_path_factory.mktemp("two_epochs") / "run"
+    cfg = compose_config("train_ssl", TINY_SSL + [f"data.root={cifar_root}", "data.download=false"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run)
+    train_ssl(cfg)
+    return run
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)  # copy2: the modification times, which order the checkpoints, come along
+    return to
+
+
+DAMAGE = {
+    "truncated": (
+        lambda p: os.truncate(p, 1000),
+        lambda size: "it is truncated (a PyTorch archive cut off at 1000 B: an interrupted write or copy)",
+    ),
+    "zeroed": (
+        lambda p: p.write_bytes(bytes(p.stat().st_size)),
+        lambda size: (
+            f"its {human(size)} are all zero bytes (the data never reached the disk, e.g. a crash or power loss)"
+        ),
+    ),
+    "empty": (lambda p: os.truncate(p, 0), lambda size: "it is empty (0 bytes; the write never reached the disk)"),
+    "not a checkpoint": (
+        lambda p: p.write_text("my notes"),
+        lambda size: "its bytes are not a PyTorch archive (text, or another program's format)",
+    ),
+}
+
+
+def _damage(path: Path, how: str) -> str:
+    """Damages `path` as `how` says and returns the words the error uses for it."""
+    size = path.stat().st_size
+    DAMAGE[how][0](path)
+    return DAMAGE[how][1](size)
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_checkpoint_is_named_with_the_newest_intact_one(
+    two_epochs: Path, cifar_root: Path, tmp_path: Path, how: str
+) -> None:
+    """train_linear.py ckpt=<run dir> on a run whose last.ckpt is damaged."""
+    from tests.conftest import probe_config
+
+    run = _copy_run(two_epochs, tmp_path / "run")
+    last, intact = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "epoch0001.ckpt"
+    damage = _damage(last, how)
+    before = _tree(run)
+    with pytest.raises(DamagedCheckpointError) as refused:
+        train_linear(probe_config(cifar_root, tmp_path / "probe", [f"ckpt={run}"]))
+    assert str(refused.value) == (
+        f"{last} is not a readable PyTorch checkpoint: {damage}; the newest intact checkpoint beside it is {intact} "
+        f"(end of epoch 1): pass ckpt={intact}"
+    )
+    assert _tree(run) == before and not (tmp_path / "probe" / "results.json").exists()
+
+
+def _tree(run: Path) -> dict[str, str]:
+    return {str(p.relative_to(run)): _sha(p) for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_ckpt_path_last_or_a_file_refuses_a_damaged_checkpoint(two_epochs: Path, ssl_cfg: DictConfig) -> None:
+    run = _copy_run(two_epochs, Path(ssl_cfg.paths.output_dir))
+    ckpts = run / "checkpoints"
+    damage = _damage(ckpts / "last.ckpt", "truncated")
+    before = _tree(run)
+    said = (
+        f"{ckpts / 'last.ckpt'} is not a readable PyTorch checkpoint: {damage}; the newest intact checkpoint beside "
+        f"it is {ckpts / 'epoch0001.ckpt'} (end of epoch 1): pass ckpt_path={ckpts / 'epoch0001.ckpt'}"
+    )
+    for value, more in [
+        ("last", ", or rerun with ckpt_path=auto, which resumes from it and keeps last.ckpt under a new name"),
+        (str(ckpts / "last.ckpt"), ""),
+    ]:
+        with open_dict(ssl_cfg):
+            ssl_cfg.ckpt_path = value
+        with pytest.raises(DamagedCheckpointError) as refused:
+            train_ssl(ssl_cfg)
+        assert str(refused.value) == said + more
+        assert _tree(run) == before  # nothing renamed, nothing written
+
+
+@pytest.mark.parametrize("value", ["auto", "last"])
+def test_a_damaged_checkpoint_with_nothing_intact_beside_it_stops_the_run(ssl_cfg: DictConfig, value: str) -> None:
+    last = Path(ssl_cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(bytes(1000))
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = value
+    with pytest.raises(DamagedCheckpointError) as refused:
+        train_ssl(ssl_cfg)
+    assert str(refused.value) == (
+        f"{last} is not a readable PyTorch checkpoint: its 1000 B are all zero bytes (the data never reached the "
+        f"disk, e.g. a crash or power loss); no intact checkpoint is beside it; pass a .ckpt file written by "
+        f"train_ssl.py, or rename it and rerun to start this run afresh"
+    )
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"] and last.read_bytes() == bytes(1000)
+
+
+def test_ckpt_path_auto_resumes_from_the_newest_intact_checkpoint_and_keeps_the_damaged_ones(
+    two_epochs: Path, ssl_cfg: DictConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = _copy_run(two_epochs, Path(ssl_cfg.paths.output_dir))
+    ckpts = run / "checkpoints"
+    damage = _damage(ckpts / "last.ckpt", "truncated")
+    _damage(ckpts / "epoch0001.ckpt", "zeroed")
+    damaged = {name: _sha(ckpts / name) for name in ("last.ckpt", "epoch0001.ckpt")}
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = "auto"
+        ssl_cfg.trainer.max_epochs = 3
+    with caplog.at_level("WARNING", logger="simclr"):
+        train_ssl(ssl_cfg)
+    kept = {p.name.split(".damaged-")[0]: p for p in ckpts.iterdir() if ".damaged-" in p.name}
+    assert {name: _sha(p) for name, p in kept.items()} == damaged  # kept byte for byte, under new names
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ckpt_path=auto")]
+    assert notes == [
+        f"ckpt_path=auto: {ckpts / 'last.ckpt'} cannot be read: {damage}; resuming from {ckpts / 'epoch0000.ckpt'} "
+        f"(end of epoch 0) instead: epoch 1 is trained again; the damaged files are kept as {kept['last.ckpt']}, "
+        f"{kept['epoch0001.ckpt']}"
+    ]
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == [
+        "epoch0000.ckpt",
+        "epoch0001.ckpt",
+        "epoch0002.ckpt",
+        "last.ckpt",
+    ]
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
+def test_a_damaged_checkpoint_is_reported_once(two_epochs: Path, cifar_root: Path, tmp_path: Path) -> None:
+    """The script prints the error line alone; the log file records it; torch's own words appear nowhere."""
+    run = _copy_run(two_epochs, tmp_path / "run")
+    _damage(run / "checkpoints" / "last.ckpt", "truncated")
+    done = subprocess.run(
+        _script_args(cifar_root, run, "ckpt_path=last"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {run / 'checkpoints' / 'last.ckpt'} is not a readable")
+    assert output.count("is not a readable PyTorch checkpoint") == 1 and "zip archive" not in output
+    assert (run / "train_ssl.log").read_text().count(errors[0].removeprefix("error: ")) == 1
+
+
+def test_a_full_disk_while_logging_keeps_metrics_csv_whole_and_names_it(
+    ssl_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any write of the job, not only checkpoints: here the CSV logger's, reported by run_job's `user_error`."""
+    from simclr.loggers import AppendingCSVLogger
+    from simclr.resilience import user_error
+    from tests.conftest import compose_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy2(ssl_checkpoint, run / "checkpoints" / "last.ckpt")
+    logger = AppendingCSVLogger(save_dir=str(run), name="", version="")
+    logger.log_metrics({"train/loss": 4.0}, step=0)
+    logger.save()
+    before = (run / "metrics.csv").read_bytes()
+
+    writerows, calls = csv.DictWriter.writerows, []
+
+    def half_a_row(self: csv.DictWriter, rows: list[dict]) -> None:
+        calls.append(rows)
+        if len(calls) == 1:  # the header rewrite (whole, in memory)
+            return writerows(self, rows)
+        self.writer.writerow(["1", "3.9"])  # the append: the start of a row, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    logger.log_metrics({"train/loss": 3.9, "val/knn_top1": 0.2}, step=1)  # a new column: the header is rewritten
+    monkeypatch.setattr(csv.DictWriter, "writerows", half_a_row)
+    with pytest.raises(OSError) as full:
+        logger.save()
+    monkeypatch.undo()
+    assert before == b"step,train/loss\r\n0,4.0\r\n"
+    assert (run / "metrics.csv").read_bytes() == b"step,train/loss,val/knn_top1\r\n0,4.0,\r\n"  # widened, no half row
+    cfg = compose_config("train_ssl", [f"paths.output_dir={run}"])
+    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 0)
+    said = str(user_error(full.value, cfg))
+    assert said.startswith(f"cannot write {run / 'metrics.csv'}: no space left on the device (0 B free in {run}); ")
+    assert f"the newest intact checkpoint is {run / 'checkpoints' / 'last.ckpt'} (end of epoch 0, " in said
+    logger.save()  # space again: the rows kept in memory are written
+    with open(run / "metrics.csv", newline="") as f:
+        assert [r["train/loss"] for r in csv.DictReader(f)] == ["4.0", "3.9"]
