@@ -154,15 +154,15 @@ def export_encoder(ckpt_path: str | Path, out_dir: str | Path | None = None, for
     state = {k: v.detach().contiguous().clone() for k, v in encoder.state_dict().items()}
     paths = {form: out / name for form, name in names.items()}
     if tv_name is not None:
-        _atomic(paths["torchvision"], lambda f: torch.save(state, f))
+        atomic_write(paths["torchvision"], lambda f: torch.save(state, f))
     else:
         log.warning(
             "export: no %s: %s; the ExportedProgram and safetensors forms are written", TORCHVISION_FILE, tv_reason
         )
-    _atomic(paths["pt2"], lambda f: _save_program(encoder, f, info))
-    _atomic(paths["safetensors"], lambda f: f.write(_safetensors_bytes(state, info)))
-    _atomic(paths["json"], lambda f: f.write((json.dumps(info, indent=2) + "\n").encode()))
-    _atomic(paths["readme"], lambda f: f.write(readme(info).encode()))
+    atomic_write(paths["pt2"], lambda f: _save_program(encoder, f, info))
+    atomic_write(paths["safetensors"], lambda f: f.write(_safetensors_bytes(state, info)))
+    atomic_write(paths["json"], lambda f: f.write((json.dumps(info, indent=2) + "\n").encode()))
+    atomic_write(paths["readme"], lambda f: f.write(readme(info).encode()))
     for path in paths.values():
         log.info("export: wrote %s", path)
     return paths
@@ -232,12 +232,6 @@ def readme(info: dict[str, Any]) -> str:
 
 def _indented(code: str) -> str:
     return "".join(f"    {line}\n" for line in code.splitlines())
-
-
-def _atomic(path: Path, write: Any) -> None:
-    # A crash or a full disk mid-write leaves neither a temporary file nor a truncated file under the final name.
-    # `write` gets the open binary file: torch.export.save wants a name ending in .pt2 or a file object.
-    atomic_write(path, write)
 
 
 def _save_program(encoder: CifarResNet, f: Any, info: dict[str, Any]) -> None:

@@ -31,8 +31,10 @@ class _AppendingWriter(ExperimentWriter):
         self._whole = self._size()
         try:
             super().save()
-        except OSError:
+        except OSError as e:
             self._cut_back()
+            if e.filename is None:  # a failed write() names no file: this one was being written
+                raise OSError(e.errno, e.strerror, self.metrics_file_path) from e
             raise
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:

@@ -12,11 +12,9 @@ so the exception chain is searched, and the free space is looked at when the cha
 from __future__ import annotations
 
 import errno
-import io
 import os
 import shutil
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -43,27 +41,11 @@ def no_space(error: BaseException) -> OSError | None:
 
 
 def file_being_written(error: BaseException) -> Path | None:
-    """The file a failed write was writing: the filename of an OSError in the chain, else the innermost file
-    opened for writing in the failing frames (a failed write() or close() carries no filename, so the file
-    object in the frame that wrote is the one place that still knows)."""
+    """The file a failed write named: the filename of an OSError in the chain (`atomic_write` always sets it),
+    else None (the caller names the run directory)."""
     for e in chain(error):
         if isinstance(e, OSError) and isinstance(e.filename, str | os.PathLike):
             return Path(e.filename)
-    for e in chain(error):
-        for frame, _ in reversed(list(traceback.walk_tb(e.__traceback__))):
-            for value in frame.f_locals.values():
-                if isinstance(value, io.IOBase) and (name := _written_file(value)) is not None:
-                    return name
-    return None
-
-
-def _written_file(file: io.IOBase) -> Path | None:
-    """The path of a file object opened for writing, else None. A text wrapper that did not come from open()
-    (fsspec's, which Lightning's CSV logger uses) has no mode of its own: its buffer has."""
-    name = getattr(file, "name", None)
-    mode = getattr(file, "mode", None) or getattr(getattr(file, "buffer", None), "mode", None)
-    if isinstance(name, str) and isinstance(mode, str) and any(c in mode for c in "wax+"):
-        return Path(name)
     return None
 
 
