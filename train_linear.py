@@ -12,8 +12,8 @@ import hydra
 from omegaconf import DictConfig
 
 import simclr  # noqa: F401  (registers the config resolvers and schemas)
-from simclr.cli import run_job, run_script
-from simclr.train_linear import train_linear
+from simclr.jobs.cli import run_job, run_script
+from simclr.jobs.train_linear import train_linear
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_linear")

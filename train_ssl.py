@@ -17,9 +17,9 @@ import hydra
 from omegaconf import DictConfig
 
 import simclr  # noqa: F401  (registers the config resolvers and schemas)
-from simclr.cli import run_job, run_script
-from simclr.sweep import objective
-from simclr.train_ssl import train_ssl
+from simclr.jobs.cli import run_job, run_script
+from simclr.jobs.sweep import objective
+from simclr.jobs.train_ssl import train_ssl
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train_ssl")

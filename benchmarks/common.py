@@ -108,8 +108,8 @@ def config_device(cfg: Any) -> torch.device:
 
 def autocast_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
     """The autocast dtype Lightning uses for `cfg.trainer.precision` (`auto` resolved as the Trainer resolves
-    it, simclr.precision) on `device`, or None (float32)."""
-    from simclr.precision import choose_precision
+    it, simclr.training.precision) on `device`, or None (float32)."""
+    from simclr.training.precision import choose_precision
 
     precision = choose_precision(cfg.trainer).value
     if precision.startswith("bf16"):

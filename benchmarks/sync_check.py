@@ -5,7 +5,7 @@
 
 Runs `train_ssl` as a user does (progress bar, CSV logging, divergence guard, checkpoints) for --steps
 steps of one epoch, with a callback (`SyncDebug`) that sets `torch.cuda.set_sync_debug_mode("error")`
-at the start of every step that is not a log step (`simclr.progress.is_log_step`; the loggers read
+at the start of every step that is not a log step (`simclr.training.progress.is_log_step`; the loggers read
 values on log steps by design) and back to "default" on log steps, for the first --skip steps (cuDNN
 autotuning, optimizer state), when validation starts, at the end of the epoch and on any exception.
 In "error" mode any synchronising CUDA call (`.item()`, `nonzero`, a device-to-host copy, a blocking
@@ -67,7 +67,7 @@ class SyncDebug(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        from simclr.progress import is_log_step
+        from simclr.training.progress import is_log_step
 
         self.step = trainer.global_step
         if is_log_step(trainer):
@@ -110,8 +110,8 @@ def check_config(args: argparse.Namespace, root: Path, out: Path) -> Any:
 def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """Runs the check; (exit status, result record)."""
     from benchmarks import sync_check  # the module Hydra imports the callback from (this file may be __main__)
-    from simclr.precision import choose_precision
-    from simclr.train_ssl import train_ssl
+    from simclr.jobs.train_ssl import train_ssl
+    from simclr.training.precision import choose_precision
 
     with tempfile.TemporaryDirectory(prefix="simclr_sync_check_") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp) / "data"

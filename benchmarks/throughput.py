@@ -11,7 +11,7 @@ Trailing arguments are Hydra overrides, composed exactly as `python train_ssl.py
 Rows; each one is warmed up for --warmup steps, then timed over --repeats windows of --steps steps with
 the device synchronised at each clock read only, and reported as the median window. views/s counts both
 views of every image; s/epoch is (50,000 // batch) steps of the row.
-  trainer.fit     `simclr.train_ssl.train_ssl(cfg)` itself, with the callbacks a user gets (progress bar, CSV
+  trainer.fit     `simclr.jobs.train_ssl.train_ssl(cfg)` itself, with the callbacks a user gets (progress bar, CSV
                   logger, divergence guard, checkpoints: `--no-checkpoint` removes these) and a timing
                   callback (`benchmarks.common.StepTimer`) added through `trainer.callbacks`. Full epochs
                   of the data, so an epoch end (a last.ckpt write) falls inside the windows as often as
@@ -23,13 +23,13 @@ views of every image; s/epoch is (50,000 // batch) steps of the row.
                   zero_grad, under the trainer config's precision (bf16 autocast on CUDA, float32 on CPU),
                   batches cut from the split on the device as the Trainer's `DeviceBatches` cut them.
   torchvision x2  the project's reference path, what `augmentation.backend=torchvision` runs
-                  (`simclr.torchvision_views`: per-image PIL transforms of the run's augmentation config,
+                  (`simclr.data.per_image_batches`: per-image PIL transforms of the run's augmentation config,
                   crop ratio, blur and probabilities included, in the device batches' order) in --workers
                   DataLoader workers, the same encoder, head, loss, optimizer and batch: (1) float32,
                   contiguous, as public code runs it; (2) the project's precision and channels_last
                   (bf16 autocast on CUDA; on the CPU float32 + channels_last).
 Augmentation: its share of the bare step (two parameter draws + two `augment.apply` per step, timed alone,
-over the bare step's time), and its ops per view: eager (`simclr.profiling.count_ops` on one
+over the bare step's time), and its ops per view: eager (`simclr.training.profiling.count_ops` on one
 `module.augment(images)`), compiled with --compile-ops (`torch.compile(augment.apply)`, kernels generated
 by Inductor, caches off, plus the parameter draw's eager ops) and, on CUDA, kernel launches per view
 counted with torch.profiler for both.
@@ -67,7 +67,7 @@ from benchmarks.common import (  # noqa: E402
     time_windows,
     write_random_cifar10,
 )
-from simclr.precision import choose_precision  # noqa: E402
+from simclr.training.precision import choose_precision  # noqa: E402
 
 
 # ---- rows ---------------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def fit_config(cfg: Any, args: argparse.Namespace, train_images: int) -> Any:
     """The user's config with the timing callback added, kNN moved past the end, and enough epochs."""
     from omegaconf import open_dict
 
-    from simclr.runs import derive_run_values
+    from simclr.config.derived import derive_run_values
 
     cfg = copy.deepcopy(cfg)
     batch = derive_run_values(cfg).per_device_batch
@@ -122,8 +122,8 @@ def fit_config(cfg: Any, args: argparse.Namespace, train_images: int) -> Any:
 def bench_fit(cfg: Any, args: argparse.Namespace, train_images: int) -> dict[str, Any]:
     """The trainer.fit row: `train_ssl(cfg)` timed by `StepTimer` (seconds, views of both views)."""
     from benchmarks.common import StepTimer
-    from simclr.runs import derive_run_values
-    from simclr.train_ssl import train_ssl
+    from simclr.config.derived import derive_run_values
+    from simclr.jobs.train_ssl import train_ssl
 
     cfg = fit_config(cfg, args, train_images)
     derived = derive_run_values(cfg)
@@ -166,9 +166,9 @@ def build_bare(cfg: Any, device: torch.device) -> tuple[Any, torch.optim.Optimiz
     """The run's SimCLRModule (training mode, on `device`) and its optimizer, as `train_ssl` builds them."""
     from omegaconf import OmegaConf
 
-    from simclr.optim import build_optimizer
-    from simclr.runs import derive_run_values
-    from simclr.train_ssl import build_module
+    from simclr.config.derived import derive_run_values
+    from simclr.jobs.train_ssl import build_module
+    from simclr.training.optim import build_optimizer
 
     torch.manual_seed(int(cfg.seed))
     lr = derive_run_values(cfg).lr
@@ -179,7 +179,7 @@ def build_bare(cfg: Any, device: torch.device) -> tuple[Any, torch.optim.Optimiz
 
 def device_batches(images: torch.Tensor, batch: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Endless uint8 batches (B, 3, H, W) cut on `device` as the Trainer's loader cuts them, epoch after epoch."""
-    from simclr.device_batches import DeviceBatches
+    from simclr.data.device_batches import DeviceBatches
 
     batches = DeviceBatches(images.to(device), torch.zeros(len(images), dtype=torch.long), batch, seed)
     while True:
@@ -191,7 +191,7 @@ def bench_bare(
     cfg: Any, args: argparse.Namespace, images: torch.Tensor, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """The bare-step row, the augmentation's time (s per step) and share, and the module (for op counts)."""
-    from simclr.runs import derive_run_values
+    from simclr.config.derived import derive_run_values
 
     batch = derive_run_values(cfg).per_device_batch
     dtype = autocast_dtype(cfg, device)
@@ -248,7 +248,7 @@ def cuda_launches(fn: Callable[[], Any]) -> int:
 
 def eager_op_counts(module: Any, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, Any]:
     """Compute ops of one view made eagerly (one `augment(images)` call), and of its two parts."""
-    from simclr.profiling import count_ops
+    from simclr.training.profiling import count_ops
 
     augment, (b, _, h, w) = module.augment, x.shape
     with autocast(x.device, dtype):
@@ -309,8 +309,9 @@ def reference_batches(cfg: Any, images: torch.Tensor, workers: int, device: torc
     next epoch): (view1, view2 float32 (B, 3, H, W), labels int64 (B,), indices int64 (B,)), on the CPU."""
     from omegaconf import OmegaConf
 
-    from simclr.runs import derive_run_values
-    from simclr.torchvision_views import PerImageBatches, torchvision_pipeline
+    from simclr.config.derived import derive_run_values
+    from simclr.data.per_image_batches import PerImageBatches
+    from simclr.views.torchvision_reference import torchvision_pipeline
 
     aug = OmegaConf.to_container(cfg.augmentation, resolve=True, enum_to_str=True)
     return PerImageBatches(
@@ -330,7 +331,7 @@ def bench_baseline(
     """A torchvision reference row: float32 + contiguous, or (project_format) the config's precision + channels_last."""
     from omegaconf import open_dict
 
-    from simclr.runs import derive_run_values
+    from simclr.config.derived import derive_run_values
 
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
@@ -371,7 +372,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """All rows, the augmentation figures and the ratios, as one JSON-able dict."""
     from omegaconf import OmegaConf
 
-    from simclr.data import load_split
+    from simclr.data.cifar import load_split
 
     with tempfile.TemporaryDirectory(prefix="simclr_throughput_") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp) / "data"

@@ -6,7 +6,7 @@ one, never a mix and never a leftover temporary file. A write that fails for lac
 as an OSError with errno ENOSPC (or EDQUOT) naming the target, however the writing library reported it:
 `torch.save` turns the ENOSPC of its file object into a RuntimeError whose `__context__` is that OSError,
 so the exception chain is searched, and the free space is looked at when the chain holds no errno.
-`simclr.resilience.disk_full_error` turns such an OSError into the one-line report a job ends with.
+`simclr.training.resilience.disk_full_error` turns such an OSError into the one-line report a job ends with.
 """
 
 from __future__ import annotations

@@ -66,13 +66,13 @@ class PoisonWeights(pl.Callback):
 
 class RecordSyncs(pl.Callback):
     """Records, from the second training step to the end of the first epoch, every host-device
-    synchronisation (simclr.profiling.DispatchRecorder), each tagged with the step it happened in
+    synchronisation (simclr.training.profiling.DispatchRecorder), each tagged with the step it happened in
     and whether that step was a log step. The last instance is kept in `RecordSyncs.last`."""
 
     last: RecordSyncs | None = None
 
     def __init__(self) -> None:
-        from simclr.profiling import DispatchRecorder
+        from simclr.training.profiling import DispatchRecorder
 
         self.recorder = DispatchRecorder()
         self.steps: list[tuple[int, bool]] = []  # (global step before the step, is it a log step)
@@ -83,7 +83,7 @@ class RecordSyncs(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        from simclr.progress import is_log_step
+        from simclr.training.progress import is_log_step
 
         if trainer.current_epoch == 0 and batch_idx == 1 and not self._active:
             # Non-fused optimizers count steps in CPU tensors and read them on the host; the fused

@@ -104,7 +104,7 @@ def ssl_cfg(cifar_root: Path, tmp_path: Path) -> DictConfig:
 @pytest.fixture(scope="session")
 def ssl_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """last.ckpt of a one-epoch pretraining run on the tiny dataset (made once per session)."""
-    from simclr.train_ssl import train_ssl
+    from simclr.jobs.train_ssl import train_ssl
 
     run = tmp_path_factory.mktemp("ssl_run")
     cfg = compose_config(

@@ -12,7 +12,9 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from simclr.augment import (
+from simclr.errors import ConfigError
+from simclr.training.profiling import DispatchRecorder
+from simclr.views.augment import (
     AugmentParams,
     SimCLRAugment,
     _mix,
@@ -25,10 +27,8 @@ from simclr.augment import (
     gaussian_blur,
     grayscale,
 )
-from simclr.errors import ConfigError
-from simclr.profiling import DispatchRecorder
 
-# Written out rather than imported, so a wrong constant in simclr/augment.py shows up here.
+# Written out rather than imported, so a wrong constant in simclr/views/augment.py shows up here.
 CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 CIFAR_STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 BIG = 4096
@@ -518,7 +518,7 @@ def test_fallback_crop_is_central_as_in_torchvision() -> None:
 
 # ---- cost on the device ---------------------------------------------------------------------
 
-# Ops one view dispatches (`simclr.profiling`), whatever the batch size. Before the sync-free rewrite
+# Ops one view dispatches (`simclr.training.profiling`), whatever the batch size. Before the sync-free rewrite
 # the default config took 474 ops and 5 synchronising ones (488 with blur); after it, 120 (129 with
 # blur) and none; 126 (135) once the crop's sample positions were clamped to the box. The budgets leave
 # about 10% of room, so a regression fails here.

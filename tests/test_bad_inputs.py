@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from simclr.config.rules import check
 from simclr.errors import CheckpointError, ConfigError, DataError, SimCLRError
-from simclr.rules import check
-from simclr.train_linear import train_linear
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_linear import train_linear
+from simclr.jobs.train_ssl import train_ssl
 from tests.conftest import TINY_SSL, compose_config, probe_config, write_cifar10
 
 
@@ -77,7 +77,7 @@ class _RunsCode:
 
 
 def _ssl(root: str, *overrides: str) -> Callable[[Path], object]:
-    """train_ssl.py's job: the config checked (simclr.rules.check, as the script does first), then run."""
+    """train_ssl.py's job: the config checked (simclr.config.rules.check, as the script does first), then run."""
 
     def run(out: Path) -> object:
         cfg = compose_config(

@@ -62,7 +62,7 @@ def test_torchvision_rows_run_the_reference_path_of_the_config() -> None:
     """The baseline is `augmentation.backend=torchvision`'s own loader: the config's crop ratio and blur,
     and the device batches' image order."""
     from benchmarks.throughput import reference_batches
-    from simclr.device_batches import DeviceBatches
+    from simclr.data.device_batches import DeviceBatches
 
     cfg = compose_config(
         "train_ssl", ["augmentation.crop_ratio=[0.5,2.0]", "augmentation.blur_p=0.4", "data.batch_size=16", "seed=5"]
@@ -90,7 +90,7 @@ def test_sync_check_runs_on_cpu_and_says_it_checked_nothing(tmp_path: Path) -> N
 
 
 def test_checkpoints_can_be_left_out_of_the_timed_run(tmp_path: Path) -> None:
-    from simclr.train_ssl import train_ssl
+    from simclr.jobs.train_ssl import train_ssl
 
     root = tmp_path / "data"
     write_cifar10(root, per_batch=16)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from simclr.pretrain import SimCLRModule
+from simclr.training.pretrain import SimCLRModule
 
 # Inductor reorders float32 reductions (BatchNorm statistics, the NT-Xent softmax): compiled and
 # eager results agree to rounding, far inside this, while a wrong view or a dropped term moves the

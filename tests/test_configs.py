@@ -9,11 +9,11 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import open_dict
 
+from simclr.config.derived import derive_run_values
+from simclr.config.rules import check
 from simclr.errors import ConfigError
-from simclr.optim import build_optimizer
-from simclr.rules import check
-from simclr.runs import derive_run_values
-from simclr.train_ssl import build_module
+from simclr.jobs.train_ssl import build_module
+from simclr.training.optim import build_optimizer
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from simclr import data as data_mod
-from simclr.data import BatchUnpickler, CIFAR10DataModule, load_split, read_batch_file
+from simclr.data import cifar as data_mod
+from simclr.data.cifar import BatchUnpickler, load_split, read_batch_file
+from simclr.data.datamodule import CIFAR10DataModule
+from simclr.data.splits import validation_split
 from simclr.errors import ConfigError, DataError
-from simclr.splits import validation_split
 from tests.conftest import REAL_ROOT, write_cifar10
 
 

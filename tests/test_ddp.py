@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.train_linear import train_linear
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_linear import train_linear
+from simclr.jobs.train_ssl import train_ssl
 from tests.conftest import probe_config
 
 
@@ -64,11 +64,11 @@ def test_global_and_per_device_batch_are_logged(ddp_run: tuple[Path, Path]) -> N
 def test_knn_monitor_across_ranks_equals_one_process(ddp_run: tuple[Path, Path], cifar_root: Path) -> None:
     """Each rank embeds a shard (padded with repeats); gathered and deduplicated, the bank and the queries
     are those of one process: the logged val/knn_top1 and test/knn_top1 are recomputed here exactly."""
-    from simclr.checkpoints import CONFIG_KEY, load_pretrained_encoder
-    from simclr.data import CIFAR10DataModule
-    from simclr.features import extract_features
-    from simclr.knn import knn_predict
-    from simclr.probe import LinearProbe
+    from simclr.data.datamodule import CIFAR10DataModule
+    from simclr.evaluation.features import extract_features
+    from simclr.evaluation.knn import knn_predict
+    from simclr.training.checkpoints import CONFIG_KEY, load_pretrained_encoder
+    from simclr.training.probe import LinearProbe
 
     run, _ = ddp_run
     encoder, config = load_pretrained_encoder(run / "checkpoints" / "last.ckpt")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from simclr.device_batches import DeviceBatches
-from simclr.profiling import count_ops
+from simclr.data.device_batches import DeviceBatches
+from simclr.training.profiling import count_ops
 
 N = 103  # not a multiple of the world size or the batch: the remainders must be dropped
 

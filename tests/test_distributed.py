@@ -11,9 +11,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from simclr.distributed import AnyDeviceSyncBatchNorm, convert_sync_batchnorm, gather_with_grad, revert_sync_batchnorm
-from simclr.loss import NTXentLoss
-from simclr.nets import CifarResNet, ProjectionHead
+from simclr.models.collectives import gather_with_grad
+from simclr.models.loss import NTXentLoss
+from simclr.models.nets import CifarResNet, ProjectionHead
+from simclr.training.sync_batchnorm import AnyDeviceSyncBatchNorm, convert_sync_batchnorm, revert_sync_batchnorm
 
 WORLD = 2
 GLOBAL_BATCH = 16

@@ -1,4 +1,4 @@
-"""Encoder export (`python -m simclr.export`) and `simclr.load_encoder`: every form gives the checkpoint's
+"""Encoder export (`python -m simclr.jobs.export`) and `simclr.load_encoder`: every form gives the checkpoint's
 features on real-format images, loads without this package, and bad inputs get one line with the fix."""
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from simclr.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment
-from simclr.checkpoints import CONFIG_KEY, KIND_KEY, find_checkpoint, load_pretrained_encoder
-from simclr.data import load_split
+from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD, load_split
 from simclr.errors import CheckpointError, ExportError
-from simclr.export import (
+from simclr.jobs.export import (
     EXAMPLE_BATCH,
     JSON_FILE,
     PT2_FILE,
@@ -38,7 +36,9 @@ from simclr.export import (
     torchvision_equivalent,
     torchvision_snippet,
 )
-from simclr.nets import CifarResNet
+from simclr.models.nets import CifarResNet
+from simclr.training.checkpoints import CONFIG_KEY, KIND_KEY, find_checkpoint, load_pretrained_encoder
+from simclr.views.augment import SimCLRAugment
 from tests.conftest import REPO, TINY_SSL, compose_config
 
 ATOL = 1e-5
@@ -343,7 +343,7 @@ def test_a_trainable_encoder_is_in_train_mode_with_gradients(
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "simclr.export", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "simclr.jobs.export", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 
@@ -382,7 +382,7 @@ def test_command_arguments(ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and expected in err and "usage: python -m simclr.export ckpt=PATH" in err
+        assert err.count("\n") == 1 and expected in err and "usage: python -m simclr.jobs.export ckpt=PATH" in err
     (tmp_path / "file").write_text("")
     assert main([f"ckpt={ssl_checkpoint}", f"out={tmp_path / 'file'}"]) == 2
     assert "is a file, not a directory; pass out=DIR" in capsys.readouterr().err
@@ -396,8 +396,8 @@ def test_a_full_disk_during_the_export_is_one_line(
     def disk_full(info: dict) -> str:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("simclr.export.readme", disk_full)
-    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 0)
+    monkeypatch.setattr("simclr.jobs.export.readme", disk_full)
+    monkeypatch.setattr("simclr.training.resilience.free_bytes", lambda folder: 0)
     out = tmp_path / "exp"
     assert main([f"ckpt={ssl_checkpoint}", f"out={out}"]) == 2
     assert capsys.readouterr().err == (
@@ -537,7 +537,7 @@ def test_wandb_run_logs_the_final_encoder_as_a_model_artifact(
     import wandb
     from wandb.proto import wandb_internal_pb2
 
-    from simclr.train_ssl import train_ssl
+    from simclr.jobs.train_ssl import train_ssl
 
     for key in [k for k in os.environ if k.startswith("WANDB_")]:
         monkeypatch.delenv(key)

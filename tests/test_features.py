@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simclr.augment import SimCLRAugment
-from simclr.features import extract_features
-from simclr.nets import CifarResNet
+from simclr.evaluation.features import extract_features
+from simclr.models.nets import CifarResNet
+from simclr.views.augment import SimCLRAugment
 
 
 def _encoder() -> CifarResNet:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from simclr.knn import knn_predict
+from simclr.evaluation.knn import knn_predict
 
 
 def brute_force(query: list[list[float]], bank: list[list[float]], labels: list[int], classes: int, k: int, t: float):

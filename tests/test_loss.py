@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import ConfigError
-from simclr.loss import NTXentLoss
+from simclr.models.loss import NTXentLoss
 
 
 def reference_nt_xent(z1: np.ndarray, z2: np.ndarray, t: float) -> float:

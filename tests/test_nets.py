@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from simclr.errors import ConfigError
-from simclr.nets import CifarResNet, ProjectionHead, ScaleBatchNorm1d, build_encoder
+from simclr.models.nets import CifarResNet, ProjectionHead, ScaleBatchNorm1d, build_encoder
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 

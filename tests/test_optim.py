@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from simclr.config.derived import scaled_lr
 from simclr.errors import ConfigError
-from simclr.optim import LARS, build_optimizer, scaled_lr, warmup_cosine
+from simclr.training.optim import LARS, build_optimizer, warmup_cosine
 
 # ---- schedule -------------------------------------------------------------------------------
 

@@ -18,10 +18,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from simclr.cli import CheckConfig, run_job
 from simclr.errors import ConfigError
-from simclr.optuna_study import check_optuna_sweep
-from simclr.sweep import mark_best, optuna_note, plot, summarize
+from simclr.jobs.cli import CheckConfig, run_job
+from simclr.jobs.optuna_study import check_optuna_sweep
+from simclr.jobs.sweep import mark_best, optuna_note, plot, summarize
 from tests.conftest import CONF
 from tests.test_sweep import _multirun
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from simclr.nets import CifarResNet
-from simclr.precision import choose_precision
-from simclr.probe import LinearProbe
-from simclr.train_linear import train_linear
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_linear import train_linear
+from simclr.jobs.train_ssl import train_ssl
+from simclr.models.nets import CifarResNet
+from simclr.training.precision import choose_precision
+from simclr.training.probe import LinearProbe
 from tests.conftest import TINY_SSL, compose_config, probe_config
 
 

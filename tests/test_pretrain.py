@@ -10,10 +10,10 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.checkpoints import CONFIG_KEY, KIND_KEY
 from simclr.errors import CheckpointError, ConfigError
-from simclr.sweep import objective
-from simclr.train_ssl import train_ssl
+from simclr.jobs.sweep import objective
+from simclr.jobs.train_ssl import train_ssl
+from simclr.training.checkpoints import CONFIG_KEY, KIND_KEY
 
 # The tiny dataset's classes have distinct mean colours: a kNN on the features of even a briefly trained
 # encoder is far above the 10% of chance (0.52 to 0.61 measured here), and one that mixes up indices or

@@ -11,13 +11,13 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import open_dict
 
-from simclr.checkpoints import CONFIG_KEY, load_pretrained_encoder
-from simclr.data import CIFAR10DataModule
+from simclr.data.datamodule import CIFAR10DataModule
 from simclr.errors import CheckpointError, ConfigError
-from simclr.features import extract_features
-from simclr.nets import CifarResNet
-from simclr.probe import LinearProbe
-from simclr.train_linear import probe_encoder, train_linear
+from simclr.evaluation.features import extract_features
+from simclr.jobs.train_linear import probe_encoder, train_linear
+from simclr.models.nets import CifarResNet
+from simclr.training.checkpoints import CONFIG_KEY, load_pretrained_encoder
+from simclr.training.probe import LinearProbe
 from tests.conftest import compose_config, probe_config
 
 WELL_ABOVE_CHANCE = 0.3  # classes of distinct mean colours: 10% is chance; 0.36 to 0.66 measured here

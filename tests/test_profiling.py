@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simclr.profiling import DispatchRecorder, count_ops
+from simclr.training.profiling import DispatchRecorder, count_ops
 
 X = torch.arange(12.0).view(3, 4)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.randomness import new_generator, process_seed
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_ssl import train_ssl
+from simclr.training.randomness import new_generator, process_seed
 from tests.conftest import TINY_SSL, compose_config
 
 EPOCHS = 3  # 200 images, global batch 32: 6 steps of 16 images per process and epoch
@@ -61,7 +61,7 @@ def test_each_process_draws_its_own_augmentations(uninterrupted: tuple[Path, Pat
     assert not torch.equal(first["crop"], second["crop"])  # slot i gets a different crop on each process
     for rank, record in enumerate((first, second)):  # and each stream is the documented one
         gen = new_generator(record["seed"], rank, torch.device("cpu"))
-        from simclr.augment import SimCLRAugment
+        from simclr.views.augment import SimCLRAugment
 
         expected = SimCLRAugment().sample_params(len(record["crop"]), 32, 32, torch.device("cpu"), gen).crop
         torch.testing.assert_close(record["crop"], expected, atol=0, rtol=0)

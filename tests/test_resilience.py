@@ -21,13 +21,13 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.checkpoints import find_checkpoint, resolve_ckpt_path
-from simclr.cli import run_job
 from simclr.errors import CheckpointError, DamagedCheckpointError, DiskFullError
-from simclr.resilience import AtomicCheckpointIO, DivergenceError
+from simclr.jobs.cli import run_job
+from simclr.jobs.train_linear import train_linear
+from simclr.jobs.train_ssl import train_ssl
 from simclr.storage import human
-from simclr.train_linear import train_linear
-from simclr.train_ssl import train_ssl
+from simclr.training.checkpoints import find_checkpoint, resolve_ckpt_path
+from simclr.training.resilience import AtomicCheckpointIO, DivergenceError
 from tests.conftest import REPO, TINY_SSL
 
 EPOCHS = 4
@@ -118,7 +118,7 @@ def test_resume_target_resolution(tmp_path: Path) -> None:
 
 
 def test_find_checkpoint_of_a_file_or_a_run_directory(tmp_path: Path) -> None:
-    """What train_linear.py ckpt=, python -m simclr.export ckpt= and ckpt_path=<dir> all resolve with."""
+    """What train_linear.py ckpt=, python -m simclr.jobs.export ckpt= and ckpt_path=<dir> all resolve with."""
     ckpts = tmp_path / "run" / "checkpoints"
     ckpts.mkdir(parents=True)
     for name in ("epoch0001.ckpt", "epoch0000.ckpt"):  # written in this order: the first is older
@@ -233,7 +233,7 @@ def test_concurrent_runs_get_their_own_directories(cifar_root: Path, tmp_path: P
 def legacy_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint as written before model.head.output_norm existed: trained with a plain Linear output
     (output_norm=none, the only head there was), with no output_norm in its stored config."""
-    from simclr.checkpoints import CONFIG_KEY
+    from simclr.training.checkpoints import CONFIG_KEY
     from tests.conftest import compose_config
 
     run = tmp_path_factory.mktemp("legacy_run")
@@ -284,7 +284,7 @@ def test_resuming_into_another_head_shape_is_refused(ssl_checkpoint: Path, ssl_c
 
 def test_a_legacy_checkpoint_still_probes(legacy_checkpoint: Path) -> None:
     """Probing reads the encoder only: checkpoints from before output_norm load unchanged."""
-    from simclr.checkpoints import load_pretrained_encoder
+    from simclr.training.checkpoints import load_pretrained_encoder
 
     encoder, _ = load_pretrained_encoder(legacy_checkpoint)
     saved = torch.load(legacy_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
@@ -344,7 +344,7 @@ def test_a_full_disk_at_a_checkpoint_write_is_named_and_costs_nothing(
     shutil.copy2(ssl_checkpoint, ckpts / "last.ckpt")
     before = _sha(ckpts / "last.ckpt")
     monkeypatch.setattr(torch, "save", fails)
-    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 12345)  # what the message reports
+    monkeypatch.setattr("simclr.training.resilience.free_bytes", lambda folder: 12345)  # what the message reports
     if fails is _no_errno:  # no errno in the chain: the free space decides
         monkeypatch.setattr("simclr.storage.free_bytes", lambda folder: 10**9)
         with pytest.raises(RuntimeError, match="^unexpected pos$"):  # not a full disk: the error as it was
@@ -613,8 +613,8 @@ def test_a_full_disk_while_logging_keeps_metrics_csv_whole_and_names_it(
     ssl_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Any write of the job, not only checkpoints: here the CSV logger's, reported by run_job's `user_error`."""
-    from simclr.loggers import AppendingCSVLogger
-    from simclr.resilience import user_error
+    from simclr.training.csv_logger import AppendingCSVLogger
+    from simclr.training.resilience import user_error
     from tests.conftest import compose_config
 
     run = tmp_path / "run"
@@ -642,7 +642,7 @@ def test_a_full_disk_while_logging_keeps_metrics_csv_whole_and_names_it(
     assert before == b"step,train/loss\r\n0,4.0\r\n"
     assert (run / "metrics.csv").read_bytes() == b"step,train/loss,val/knn_top1\r\n0,4.0,\r\n"  # widened, no half row
     cfg = compose_config("train_ssl", [f"paths.output_dir={run}"])
-    monkeypatch.setattr("simclr.resilience.free_bytes", lambda folder: 0)
+    monkeypatch.setattr("simclr.training.resilience.free_bytes", lambda folder: 0)
     said = str(user_error(full.value, cfg))
     assert said.startswith(f"cannot write {run / 'metrics.csv'}: no space left on the device (0 B free in {run}); ")
     assert f"the newest intact checkpoint is {run / 'checkpoints' / 'last.ckpt'} (end of epoch 0, " in said

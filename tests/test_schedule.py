@@ -10,8 +10,8 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from simclr.errors import ConfigError
-from simclr.optim import warmup_cosine
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_ssl import train_ssl
+from simclr.training.optim import warmup_cosine
 
 # The tiny dataset: 200 training images, batch 32 -> 6 optimizer steps per epoch.
 STEPS_PER_EPOCH = 6
@@ -94,7 +94,7 @@ def test_schedule_length_refuses_a_run_without_end() -> None:
     """The same refusal for direct callers of the module, whose config `validate` never saw."""
     from types import SimpleNamespace
 
-    from simclr.optim import schedule_length
+    from simclr.training.optim import schedule_length
 
     endless = SimpleNamespace(
         accumulate_grad_batches=1, estimated_stepping_batches=math.inf, max_epochs=-1, max_steps=-1

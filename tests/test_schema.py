@@ -15,10 +15,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from simclr.cli import describe
+from simclr.config.rules import check
+from simclr.config.schema import TrainLinearConfig, TrainSSLConfig
 from simclr.errors import ConfigError
-from simclr.rules import check
-from simclr.schema import TrainLinearConfig, TrainSSLConfig
+from simclr.jobs.cli import describe
 from tests.conftest import CONF, REPO, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -344,7 +344,7 @@ def test_a_bad_value_fails_its_sweep_job_alone(script_runs: dict) -> None:
 
 def test_validate_is_what_run_job_calls(tmp_path: Path) -> None:
     """Direct use: run_job validates before the job runs, so a multirun job fails before it starts."""
-    from simclr.cli import run_job
+    from simclr.jobs.cli import run_job
 
     cfg: DictConfig = compose_config("train_ssl", ["knn.k=0", f"paths.output_dir={tmp_path}"])
     ran = []

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simclr.sweep import summarize
+from simclr.jobs.sweep import summarize
 from tests.conftest import REPO
 
 TINY = [
@@ -80,7 +80,9 @@ def test_two_by_two_sweep_with_probe_and_summary(cifar_root: Path, tmp_path: Pat
     assert len(best) == 1 and best[0]["objective"] == max(rows, key=lambda r: float(r["objective"]))["objective"]
     assert (sweep / "summary.md").read_text().count("\n") == 6
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    cli = subprocess.run([sys.executable, "-m", "simclr.sweep", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "simclr.jobs.sweep", str(sweep)], cwd=REPO, capture_output=True, text=True
+    )
     assert cli.returncode == 0 and "4 jobs" in cli.stdout
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_ssl import train_ssl
 from tests.callbacks import RecordSyncs
 from tests.conftest import compose_config, write_cifar10
 
@@ -37,8 +37,8 @@ TINY_DEFAULTS = [
 # float) entering the logs as a tensor, with its accumulators the first time it is logged.
 ALLOWED_ON_LOG_STEPS = (
     "lightning_fabric/utilities/apply_func.py",
-    "simclr/progress.py",
-    "simclr/resilience.py",
+    "simclr/training/progress.py",
+    "simclr/training/resilience.py",
     "pytorch_lightning/core/module.py",
     "pytorch_lightning/trainer/connectors/logger_connector/result.py",
 )

@@ -10,9 +10,10 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from simclr.augment import SimCLRAugment
-from simclr.device_batches import DeviceBatches
-from simclr.torchvision_views import EpochBatchSampler, PerImageBatches, TwoViews, torchvision_pipeline
+from simclr.data.device_batches import DeviceBatches
+from simclr.data.per_image_batches import EpochBatchSampler, PerImageBatches, TwoViews
+from simclr.views.augment import SimCLRAugment
+from simclr.views.torchvision_reference import torchvision_pipeline
 from tests.conftest import compose_config
 
 
@@ -90,7 +91,7 @@ def test_worker_batches_are_seeded_from_the_run_seed() -> None:
 
 def test_pretraining_through_the_reference_path(ssl_cfg, tmp_path: Path) -> None:
     """train_ssl with backend=torchvision learns the tiny data's classes (kNN well above chance, 0.1)."""
-    from simclr.train_ssl import train_ssl
+    from simclr.jobs.train_ssl import train_ssl
 
     with open_dict(ssl_cfg):
         ssl_cfg.augmentation.backend = "torchvision"

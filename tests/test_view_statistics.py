@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from simclr.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment, build_augment
-from simclr.torchvision_views import torchvision_pipeline
+from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD
+from simclr.views.augment import SimCLRAugment, build_augment
+from simclr.views.torchvision_reference import torchvision_pipeline
 from tests.test_torchvision_views import default_aug
 
 Z_MAX = 5.0  # a statistic differs when its means are this many standard errors apart

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from simclr.train_linear import train_linear
-from simclr.train_ssl import train_ssl
+from simclr.jobs.train_linear import train_linear
+from simclr.jobs.train_ssl import train_ssl
 from tests.conftest import probe_config
 
 EVAL_MODE = r"module\(s\) in eval mode at the start of training"

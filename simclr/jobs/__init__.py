@@ -1,0 +1,3 @@
+"""What the entry points call: `train_ssl`, `train_linear`, the encoder export, the sweep summary, the Optuna
+study checks, and how a job reports a failure (`cli`, `reporting`).
+"""

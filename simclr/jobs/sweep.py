@@ -1,0 +1,335 @@
+"""Multirun directories -> one table (markdown and CSV) and one plot; the Hydra end-of-sweep report.
+
+    python -m simclr.jobs.sweep runs/ssl-multirun/<date>/<time>     # writes summary.md/.csv/.png there
+
+A row per job: its overrides, status, final train loss, kNN top-1 on the validation set (the
+monitor's last value) and on the test split (once, at the end), probe top-1 on validation and test
+(when the job was probed: probe.enabled=true, or train_linear.py on its checkpoint), the objective,
+which split selection used, and wall time. The objective is a validation metric (`objective`): the
+probe's validation top-1 where the job was probed, else the kNN monitor's; jobs run with
+data.val_size=0 have none (selection "test": their monitor ran on the test split). The completed job
+with the highest objective is marked best (★). The plot shows the objective against loss.temperature,
+one series per data.batch_size: lines through a grid, points for samples (an Optuna study), the best
+job starred.
+
+The same for an Optuna study (`-m sweep=temperature_batch` or `hydra/sweeper=optuna`): a directory per
+trial (its number), and the sweeper's optimization_results.yaml at the end, whose best trial the
+summary names and checks against the row marked best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("simclr")
+COLUMNS = (
+    "job",
+    "best",
+    "overrides",
+    "status",
+    "final_loss",
+    "val_knn_top1",
+    "test_knn_top1",
+    "probe_val_top1",
+    "probe_test_top1",
+    "objective",
+    "selection",
+    "wall_s",
+    "error",
+)
+# What a sweep selects on, best first: validation metrics only, never a test metric.
+OBJECTIVES = ("probe/val_top1", "val/knn_top1")
+
+
+def objective(metrics: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(name, value) of a run's selection metric: the probe's validation top-1 when the run was probed,
+    else the kNN monitor's; (None, None) with data.val_size=0, where there is no validation set."""
+    for name in OBJECTIVES:
+        if metrics.get(name) is not None:
+            return name, float(metrics[name])
+    return None, None
+
+
+def _last(rows: list[dict[str, str]], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if r.get(key)]
+    return values[-1] if values else None
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One job directory of a multirun -> a summary row (missing figures are None)."""
+    status = json.loads((job_dir / "status.json").read_text()) if (job_dir / "status.json").is_file() else {}
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else status.get("overrides", [])
+    metrics: list[dict[str, str]] = []
+    if (job_dir / "metrics.csv").is_file():
+        with open(job_dir / "metrics.csv") as f:
+            metrics = list(csv.DictReader(f))
+    probes = sorted(job_dir.glob("linear/*/results.json"), key=lambda p: p.stat().st_mtime)
+    probe = json.loads(probes[-1].read_text()) if probes else {}
+    run = json.loads((job_dir / "results.json").read_text()) if (job_dir / "results.json").is_file() else {}
+    row = {
+        "job": job_dir.name,
+        "overrides": " ".join(overrides or []),
+        "params": dict(o.split("=", 1) for o in overrides or [] if "=" in o),
+        "status": status.get("status", "unknown (no status.json: still running or killed)"),
+        "final_loss": _last(metrics, "train/loss_epoch"),
+        "val_knn_top1": _last(metrics, "val/knn_top1"),
+        "test_knn_top1": _last(metrics, "test/knn_top1"),
+        "probe_val_top1": probe.get("val_top1"),
+        "probe_test_top1": probe.get("test_top1"),
+        "selection": run.get("selection") or probe.get("selection"),
+        "wall_s": status.get("wall_s"),
+        "error": status.get("error"),
+    }
+    _, row["objective"] = objective({"probe/val_top1": row["probe_val_top1"], "val/knn_top1": row["val_knn_top1"]})
+    return row
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    jobs = [
+        d for d in Path(sweep_dir).iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / "status.json").exists())
+    ]
+    rows = [read_job(d) for d in sorted(jobs, key=lambda d: (len(d.name), d.name))]
+    # The table shows what the sweep varied; overrides shared by every job are the sweep's setting.
+    varying = [
+        k for k in dict.fromkeys(k for r in rows for k in r["params"]) if len({r["params"].get(k) for r in rows}) > 1
+    ]
+    for r in rows:
+        shown = [f"{k}={_short(r['params'][k])}" for k in varying if k in r["params"]]
+        r["overrides"] = " ".join(shown) or r["overrides"]
+    mark_best(rows)
+    return rows
+
+
+def mark_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Sets row["best"]: True on the completed job with the highest objective (the first of equals, as
+    Optuna's best trial), False elsewhere; returns that row, or None when no job has an objective."""
+    best = None
+    for r in rows:
+        r["best"] = False
+        value = r.get("objective")
+        if r.get("status") != "completed" or value is None or not math.isfinite(value):
+            continue  # a failed job's figures (if any) and val_size=0 jobs (no objective) are not candidates
+        if best is None or value > best["objective"]:
+            best = r
+    if best is not None:
+        best["best"] = True
+    return best
+
+
+def _short(value: Any) -> str:
+    """An override value for the table: Optuna's float samples (0.2588170214937917) to 4 significant
+    digits; grid values (0.2, 512, resnet_tiny) as given."""
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.4g}" if len(text) > 7 and ("." in text or "e" in text.lower()) else text
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "★"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def optuna_results(sweep_dir: Path) -> dict[str, Any] | None:
+    """The Optuna sweeper's optimization_results.yaml (written when the study ends), or None."""
+    path = Path(sweep_dir) / "optimization_results.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _same(shown: str | None, value: Any) -> bool:
+    if shown is None:
+        return False
+    try:
+        return float(shown) == float(value)  # overrides hold str(float), the yaml the float: exact both ways
+    except (TypeError, ValueError):
+        return str(shown).lower() == str(value).lower()
+
+
+def optuna_note(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
+    """One line for summary.md: the study's best trial, and whether it is the job marked best here."""
+    if "best_params" not in results:  # several objectives: a Pareto front, which train_ssl.py never asks for
+        return f"Optuna study (optimization_results.yaml): {len(results.get('solutions', []))} Pareto solutions."
+    params, value = results["best_params"] or {}, results.get("best_value")
+    text = " ".join(f"{k}={_short(v)}" for k, v in params.items())
+    head = f"Optuna's best trial (optimization_results.yaml): {text}, value {_fmt(value)}"
+    jobs = [
+        r for r in rows if r["status"] == "completed" and all(_same(r["params"].get(k), v) for k, v in params.items())
+    ]
+    best = next((r for r in rows if r.get("best")), None)
+    if best is not None and best in jobs:
+        return f"{head}: job {best['job']}, the row marked ★."
+    if jobs:  # the job returned one figure to Optuna and the table reads another: worth a look
+        marked = f"job {best['job']}" if best else "none"
+        return f"{head}: job {jobs[0]['job']}, NOT the row marked ★ ({marked}); compare their results.json."
+    return f"{head}: no job of this directory (a study continued from an earlier run's storage?)."
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path, notes: list[str] | None = None) -> None:
+    """summary.csv (best as True/False) and summary.md (best as ★), with `notes` under the table."""
+    with open(out / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**r, "best": bool(r.get("best"))} for r in rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "/") for c in COLUMNS) + " |" for r in rows]
+    if notes:
+        lines += ["", *notes]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+PLOTTED = {  # the first of these that any job has is plotted; test ones only when no job has a validation set
+    "probe_val_top1": "linear probe top-1, validation",
+    "val_knn_top1": "kNN top-1, validation",
+    "probe_test_top1": "linear probe top-1, TEST (no validation split)",
+    "test_knn_top1": "kNN top-1, TEST (no validation split)",
+}
+
+
+def _numeric(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _x_key(rows: list[dict[str, Any]], x: str, group: str) -> str | None:
+    """`x` when some job sets it, else the first other parameter that varies and is numeric (an Optuna
+    study of optimizer.lr alone, say); None: the jobs are plotted against their number."""
+    if any(x in r["params"] for r in rows):
+        return x
+    for key in dict.fromkeys(k for r in rows for k in r["params"]):
+        values = {r["params"].get(key) for r in rows}
+        if key != group and len(values) > 1 and all(_numeric(v) is not None for v in values if v is not None):
+            return key
+    return None
+
+
+def plot(
+    rows: list[dict[str, Any]],
+    path: Path,
+    x: str = "loss.temperature",
+    group: str = "data.batch_size",
+    samples: bool = False,
+) -> str:
+    """The objective (validation top-1) against `x`, one series per value of `group`, the best job starred;
+    returns the column plotted. A grid's series are lines; `samples` (an Optuna study's trials, scattered
+    over the ranges) are points. x is logarithmic when it spans a factor of 4 or more."""
+    from simclr.evaluation.visuals import new_figure
+
+    metric = next((m for m in PLOTTED if any(r[m] is not None for r in rows)), "val_knn_top1")
+    x = _x_key(rows, x, group) or "job"
+    series: dict[str, list[tuple[float, float]]] = {}
+    best_point = None
+    for r in rows:
+        at = _numeric(r["job"] if x == "job" else r["params"].get(x))
+        if r[metric] is None or at is None:
+            continue
+        series.setdefault(str(r["params"].get(group, "default")), []).append((at, 100 * r[metric]))
+        if r.get("best"):
+            best_point = (at, 100 * r[metric], r["job"])
+    fig, ax = new_figure(figsize=(5, 3.5))
+    for label, points in sorted(series.items(), key=lambda kv: _numeric(kv[0]) or 0.0):
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(
+            xs,
+            ys,
+            marker="o",
+            linestyle="none" if samples else "-",
+            alpha=0.8 if samples else 1.0,
+            label=f"{group}={label}",
+        )
+    if best_point is not None:
+        ax.margins(x=0.08, y=0.15)  # room for the star and its label inside the axes
+        ax.plot(*best_point[:2], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none")
+        ax.annotate(f"best: job {best_point[2]}", best_point[:2], textcoords="offset points", xytext=(6, 6), fontsize=8)
+    xs_all = [at for points in series.values() for at, _ in points]
+    if xs_all and min(xs_all) > 0 and max(xs_all) >= 4 * min(xs_all) and x != "job":
+        from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        # Plain numbers (0.05, 0.1, 0.2, ...), not powers of ten: a small grid's own values, else 1-2-5 steps.
+        grid_values = sorted(set(xs_all))
+        small_grid = not samples and len(grid_values) <= 8
+        ax.xaxis.set_major_locator(FixedLocator(grid_values) if small_grid else LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{PLOTTED[metric]} (%)")
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return metric
+
+
+def sweeper(sweep_dir: Path) -> str:
+    """The sweeper that ran the jobs (hydra.sweeper._target_ in a job's .hydra/hydra.yaml), or ""."""
+    for path in sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml")):
+        hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+        return str((hydra.get("sweeper") or {}).get("_target_", ""))
+    return ""
+
+
+def summarize(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Writes summary.md, summary.csv and summary.png in sweep_dir and returns the rows (best marked)."""
+    rows = collect(sweep_dir)
+    results = optuna_results(sweep_dir)
+    write_tables(rows, sweep_dir, [optuna_note(rows, results)] if results else None)
+    plot(rows, sweep_dir / "summary.png", samples=results is not None or "optuna" in sweeper(sweep_dir))
+    return rows
+
+
+def report(sweep_dir: Path) -> str | None:
+    """Writes the summary and logs the best job and the failed ones; returns the failure message, or None."""
+    rows = summarize(sweep_dir)
+    log.info("sweep of %d jobs done: summary in %s/summary.md", len(rows), sweep_dir)
+    best = next((r for r in rows if r["best"]), None)
+    if best is not None:
+        log.info("best: job %s (%s), objective %.4f", best["job"], best["overrides"], best["objective"])
+    failed = [r for r in rows if r["status"] != "completed"]
+    for r in failed:
+        log.error("job %s (%s) %s: %s", r["job"], r["overrides"], r["status"], r["error"])
+    return f"{len(failed)} of {len(rows)} jobs failed; see {sweep_dir}/summary.md" if failed else None
+
+
+class SweepReport(Callback):
+    """Hydra callback: after a multirun (a grid or an Optuna study), writes the summary and names the best
+    job and the jobs that failed. (An Optuna study none of whose trials completed ends before this is
+    called: simclr.jobs.cli.run_script writes its summary instead.)"""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failed = report(Path(config.hydra.sweep.dir))
+        if failed:  # the other jobs ran to the end; the exit status still tells scripts something failed
+            raise SystemExit(failed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Summarise a multirun directory of train_ssl.py")
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args()
+    if not args.sweep_dir.is_dir():
+        raise SystemExit(f"error: {args.sweep_dir} is not a directory; pass runs/ssl-multirun/<date>/<time>")
+    rows = summarize(args.sweep_dir)
+    print((args.sweep_dir / "summary.md").read_text(), end="")
+    print(f"{len(rows)} jobs; wrote summary.md, summary.csv, summary.png in {args.sweep_dir}")
+
+
+if __name__ == "__main__":
+    main()
