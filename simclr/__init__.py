@@ -1,7 +1,7 @@
 """SimCLR self-supervised learning on CIFAR-10: data, device-side augmentation, nets, loss, modules.
 
 `simclr.load_encoder(path)` gives the encoder of a pretraining checkpoint, run directory or export
-(`python -m simclr.jobs.export`), frozen or trainable: see simclr/jobs/export.py.
+(`python -m simclr.jobs.export`), frozen or trainable: see simclr/jobs/load.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["load_encoder"]
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that `import simclr` still loads no torch.
     if name == "load_encoder":
-        from simclr.jobs.export import load_encoder
+        from simclr.jobs.load import load_encoder
 
         return load_encoder
     raise AttributeError(f"module 'simclr' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 A bad value is refused once per job, with `error: <key>=<value> must be ...; <fix>`:
 - while Hydra composes (a wrong type, a key no schema has, an unknown choice or group option, a malformed
   override): OmegaConf and Hydra raise, and `describe` builds the line from the exception's fields;
-- by `simclr.config.schema.check` (ranges, values that go together): for a single run in `CheckConfig.on_run_start`,
+- by `simclr.config.rules.check` (ranges, values that go together): for a single run in `CheckConfig.on_run_start`,
   before Hydra creates the run directory; for a multirun job in `run_job`, so that the job fails alone.
 Every job writes <output_dir>/status.json: {"status": "completed" | "failed", "error", "overrides", "wall_s"}.
 """

@@ -1,34 +1,13 @@
-"""The pretrained encoder in forms that load without this package, and `load_encoder` for every form.
+"""Writes the pretrained encoder in forms that load without this package (`python -m simclr.jobs.export`).
 
     python -m simclr.jobs.export ckpt=runs/ssl/<date>/<time>/checkpoints/last.ckpt   # -> runs/ssl/<date>/<time>/export/
     python -m simclr.jobs.export ckpt=runs/ssl/<date>/<time> out=encoders/run7 force=true
 
-writes into the export directory (by default <run dir>/export/, beside checkpoints/):
-
-- `encoder.pt2`: the encoder in eval mode as a `torch.export` ExportedProgram (the graph and its weights,
-  any batch size), for torch alone:
-
-      m = torch.export.load("encoder.pt2").module()   # call it directly: .eval() and .train() are not supported
-      features = m(images)
-
-- `encoder_torchvision.pt`: a state dict for `torchvision.models.resnet18/34/50` with the CIFAR stem
-  (width 64 only; other widths and resnet_tiny have no torchvision model, and this form is skipped):
-
-      m = torchvision.models.resnet18()
-      m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity(); m.fc = nn.Identity()
-      m.load_state_dict(torch.load("encoder_torchvision.pt", weights_only=True)); m.eval()
-
-- `encoder.safetensors`: the weights (keys as the torchvision form), metadata: arch, width, feature_dim,
-  the normalisation, the source checkpoint, its epoch and step;
-- `export.json`: the record of all this (`export_info`), and `README.txt`, generated from that record (how
-  to load each form). The .pt2 archive carries the record too, and the safetensors metadata its facts.
-
-The architecture and width are the checkpoint's own (its stored config, `simclr_config`), and `load_encoder`
-reads them back from the export's record, never from the shapes of the tensors.
-
-Every form maps images (B, 3, 32, 32) float32, each channel normalised as (x / 255 - mean) / std with the
-CIFAR-10 mean and std (`simclr.data.cifar.CIFAR10_MEAN`, `CIFAR10_STD`), to features (B, feature_dim) taken
-after global average pooling (512 for ResNet-18/34 at width 64, 2048 for ResNet-50; 8 x width x expansion).
+writes into the export directory (by default <run dir>/export/, beside checkpoints/) the files that
+simclr/jobs/export_format.py describes: encoder.pt2 (a torch.export ExportedProgram), encoder_torchvision.pt
+(a state dict for torchvision's ResNet, width 64 only), encoder.safetensors, export.json and README.txt.
+Each maps normalised images (B, 3, 32, 32) float32 to features (B, feature_dim). `simclr.load_encoder`
+(simclr/jobs/load.py) reads every one of them back.
 
 An existing file is never overwritten unless asked (`force=true`). `train_ssl` writes the export of its final
 encoder only when it logs to W&B (`log_encoder_artifact`), where the export becomes a model artifact of the
@@ -46,67 +25,30 @@ from typing import Any
 
 import torch
 
-from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD
-from simclr.errors import CheckpointError, ExportError, SimCLRError, first_line
+from simclr.errors import ExportError, SimCLRError, first_line
+from simclr.jobs.export_format import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    JSON_FILE,
+    PT2_FILE,
+    PT2_RECORD,
+    README_FILE,
+    SAFETENSORS_FILE,
+    TORCHVISION_FILE,
+    export_info,
+    readme,
+    torchvision_equivalent,
+)
 from simclr.models.nets import CifarResNet
 from simclr.storage import NO_SPACE, atomic_write
-from simclr.training.checkpoints import (
-    KIND_KEY,
-    checkpoint_in,
-    encoder_from_checkpoint,
-    export_form,
-    find_checkpoint,
-    load_pretrained_encoder,
-    load_weights,
-    read_checkpoint,
-)
+from simclr.training.checkpoints import encoder_from_checkpoint, find_checkpoint, read_checkpoint
 from simclr.training.resilience import disk_full_error
 
 log = logging.getLogger("simclr")
 
-PT2_FILE = "encoder.pt2"
-TORCHVISION_FILE = "encoder_torchvision.pt"
-SAFETENSORS_FILE = "encoder.safetensors"
-JSON_FILE = "export.json"
-README_FILE = "README.txt"
-# Inside the .pt2 archive: the export's record (export.json); a .pt2 of another program lacks it.
-PT2_RECORD = "simclr_export.json"
-EXPORT_FORMAT = "simclr-encoder-export"
-EXPORT_VERSION = 2  # 2: the ExportedProgram (encoder.pt2) replaced TorchScript
 # The batch of the example input torch.export traces with: >= 2, since sizes 0 and 1 would be specialised.
 EXAMPLE_BATCH = 2
-# The architectures torchvision builds with the same blocks; only at width 64, torchvision's fixed width.
-TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
 USAGE = "usage: python -m simclr.jobs.export ckpt=PATH [out=DIR] [force=true]"
-_FIX = (
-    "pass a pretraining checkpoint of this project (<run dir>/checkpoints/last.ckpt), its run directory, "
-    "or a file written by `python -m simclr.jobs.export`"
-)
-
-
-def torchvision_equivalent(arch: str, width: int) -> tuple[str | None, str]:
-    """(`torchvision.models` constructor name, "") when the encoder has one, else (None, why not)."""
-    if arch not in TORCHVISION_ARCHS:
-        return None, f"model.arch={arch} has no torchvision model (torchvision builds {', '.join(TORCHVISION_ARCHS)})"
-    if width != 64:
-        return None, f"model.width={width}: torchvision's ResNets have width 64 only"
-    return arch, ""
-
-
-def torchvision_snippet(arch: str, path: str = TORCHVISION_FILE) -> str:
-    """Python that builds torchvision's `arch` with the CIFAR stem and loads the exported state dict into it.
-
-    The stem conv (3x3, stride 1) and the removed max-pool are the CIFAR stem; `fc = Identity` returns the
-    pooled features (B, feature_dim) instead of class logits.
-    """
-    return (
-        "import torch, torchvision\n"
-        "from torch import nn\n"
-        f"m = torchvision.models.{arch}()\n"
-        "m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity(); m.fc = nn.Identity()\n"
-        f"m.load_state_dict(torch.load({path!r}, weights_only=True))\n"
-        "m.eval()\n"
-    )
 
 
 def default_export_dir(ckpt_path: Path) -> Path:
@@ -116,7 +58,7 @@ def default_export_dir(ckpt_path: Path) -> Path:
 
 
 def export_encoder(ckpt_path: str | Path, out_dir: str | Path | None = None, force: bool = False) -> dict[str, Path]:
-    """Writes the encoder of a pretraining checkpoint in the three forms of this module, with export.json and README.
+    """Writes the encoder of a pretraining checkpoint in the three forms of an export, with export.json and README.
 
     Args:
         ckpt_path: a pretraining .ckpt of this project, or its run directory (`find_checkpoint`).
@@ -168,72 +110,6 @@ def export_encoder(ckpt_path: str | Path, out_dir: str | Path | None = None, for
     return paths
 
 
-def export_info(
-    encoder: CifarResNet, ckpt_path: Path, ckpt: dict[str, Any], tv_name: str | None, tv_reason: str
-) -> dict[str, Any]:
-    """What export.json records: the encoder, its input and output, its source, and how to load each form."""
-    load = {
-        "pt2": f"import torch\nm = torch.export.load({PT2_FILE!r}).module()\n",
-        "safetensors": "weights = safetensors.torch.load_file('encoder.safetensors')  # keys as the torchvision form",
-        "simclr": "m = simclr.load_encoder('<this directory or a file in it>')  # frozen; trainable=True to fine-tune",
-    }
-    if tv_name is not None:
-        load = {"torchvision": torchvision_snippet(tv_name), **load}
-    return {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "arch": encoder.arch,
-        "width": encoder.width,
-        "feature_dim": encoder.feature_dim,
-        "torchvision": tv_name,
-        "torchvision_skipped": tv_reason or None,
-        "input": {
-            "shape": ["B", 3, 32, 32],
-            "dtype": "float32",
-            "normalization": "per channel (x / 255 - mean) / std, x the uint8 RGB image",
-            "mean": list(CIFAR10_MEAN),
-            "std": list(CIFAR10_STD),
-        },
-        "output": {"shape": ["B", encoder.feature_dim], "what": "features after global average pooling"},
-        "source": {
-            "checkpoint": str(ckpt_path.resolve()),
-            "epoch": ckpt.get("epoch"),  # Lightning's 0-based index of the last epoch the checkpoint saw
-            "global_step": ckpt.get("global_step"),
-        },
-        "load": load,
-    }
-
-
-def readme(info: dict[str, Any]) -> str:
-    """README.txt of an export directory, from its record (export.json): what goes in, what comes out, and the
-    lines that load each form."""
-    mean, std = info["input"]["mean"], info["input"]["std"]
-    load = info["load"]
-    forms = [
-        f"ExportedProgram ({PT2_FILE}), torch.export's format: the network in eval mode, any batch size.\n"
-        f"Call it directly (its .eval() and .train() raise: the eval-mode graph is fixed):\n"
-        f"{_indented(load['pt2'])}    features = m(images)\n",
-        f"torchvision ({TORCHVISION_FILE}):\n{_indented(load['torchvision'])}"
-        if info["torchvision"]
-        else f"No torchvision form: {info['torchvision_skipped']}.\n",
-        f"safetensors ({SAFETENSORS_FILE}): the weights, keys as the torchvision form; metadata = export.json's facts\n"
-        f"{_indented('import safetensors.torch')}{_indented(load['safetensors'])}",
-        f"With the simclr package (any form, or this directory):\n"
-        f"{_indented('import simclr')}{_indented(load['simclr'])}",
-    ]
-    return (
-        f"SimCLR CIFAR-10 encoder: {info['arch']}, width {info['width']}, from {info['source']['checkpoint']}\n"
-        f"(epoch index {info['source']['epoch']}, counted from 0; global step {info['source']['global_step']}).\n\n"
-        f"Input: float32 (B, 3, 32, 32) RGB, each channel normalised as (x / 255 - mean) / std with\n"
-        f"    mean = {tuple(mean)}, std = {tuple(std)}  (the CIFAR-10 statistics).\n"
-        f"Output: float32 (B, {info['feature_dim']}), the features after global average pooling.\n\n" + "\n".join(forms)
-    )
-
-
-def _indented(code: str) -> str:
-    return "".join(f"    {line}\n" for line in code.splitlines())
-
-
 def _save_program(encoder: CifarResNet, f: Any, info: dict[str, Any]) -> None:
     """torch.export of the eval-mode encoder, batch dimension dynamic, with the export's record inside."""
     example = torch.zeros(EXAMPLE_BATCH, 3, 32, 32)
@@ -260,141 +136,7 @@ def _safetensors_bytes(state: dict[str, torch.Tensor], info: dict[str, Any]) -> 
         "epoch": str(info["source"]["epoch"]),
         "global_step": str(info["source"]["global_step"]),
     }
-    return save(state, metadata=metadata)  # bytes, written by _atomic: save_file makes the file private (0600)
-
-
-# ---- loading -----------------------------------------------------------------------------------------
-
-
-def load_encoder(path: str | Path, trainable: bool = False, device: str | torch.device = "cpu") -> CifarResNet:
-    """The encoder of a pretraining checkpoint or of an export, ready to use.
-
-    Args:
-        path: a pretraining .ckpt of this project, a run directory (`simclr.training.checkpoints.checkpoint_in`), an
-            export directory, or one of its files (encoder.pt2, encoder.safetensors, encoder_torchvision.pt).
-        trainable: False: frozen (eval mode, no parameter requires grad), for features;
-            True: train mode with gradients, for fine-tuning.
-        device: where the weights go.
-
-    Returns a `CifarResNet` of the architecture and width the checkpoint's config or the export's record names,
-    mapping normalised images (B, 3, 32, 32) float32 (see this module's docstring) to features (B, feature_dim).
-    Raises CheckpointError (one line: the path and the fix) for anything else.
-    """
-    encoder = _load_file(_encoder_file(Path(path)))
-    encoder.to(device)
-    encoder.train(trainable)
-    encoder.requires_grad_(trainable)
-    return encoder
-
-
-def _encoder_file(path: Path) -> Path:
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist; {_FIX}")
-    if path.is_file():
-        return path
-    if (ckpt := checkpoint_in(path)) is not None:
-        return ckpt
-    for folder in (path, path / "export"):
-        for name in (PT2_FILE, SAFETENSORS_FILE, TORCHVISION_FILE):
-            if (folder / name).is_file():
-                return folder / name
-    raise CheckpointError(
-        f"{path} is a directory with no encoder in it (no checkpoints/*.ckpt, *.ckpt, {PT2_FILE} or "
-        f"{SAFETENSORS_FILE}); {_FIX}"
-    )
-
-
-def _load_file(file: Path) -> CifarResNet:
-    """The .pt2 and safetensors forms are told by their bytes (renamed, they still load); the rest by torch.load."""
-    form = export_form(file)
-    if form == "pt2":
-        return _load_program(file)
-    if form == "safetensors":
-        return _load_safetensors(file)
-    if file.suffix == ".ckpt":  # read once, by read_checkpoint, which names a probe or foreign checkpoint
-        return load_pretrained_encoder(file)[0]
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails in many ways on foreign bytes (UnpicklingError, EOFError, ...)
-        raise CheckpointError(
-            f"{file} is not a readable checkpoint or encoder export, perhaps truncated or of another program "
-            f"({type(e).__name__}: {first_line(e)}); {_FIX}"
-        ) from e
-    if isinstance(obj, dict) and (KIND_KEY in obj or "state_dict" in obj):  # a checkpoint under another name
-        return load_pretrained_encoder(file)[0]
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return _load_torchvision_form(obj, file)
-    raise CheckpointError(f"{file} is a PyTorch file but holds no encoder of this project; {_FIX}")
-
-
-def _load_program(file: Path) -> CifarResNet:
-    """A `CifarResNet` holding the weights of an encoder.pt2, built as its record names: trainable, unlike
-    the program's own module, whose graph is fixed in eval mode."""
-    extra = {PT2_RECORD: ""}
-    try:
-        with open(file, "rb") as f:  # a file object: torch.export.load wants a .pt2 name, and renamed files load
-            program = torch.export.load(f, extra_files=extra)
-    except Exception as e:  # noqa: BLE001  (a damaged archive raises RuntimeError, KeyError, ...)
-        raise CheckpointError(
-            f"{file} is not a readable ExportedProgram (.pt2) file ({type(e).__name__}: {first_line(e)}); {_FIX}"
-        ) from e
-    if not extra[PT2_RECORD]:
-        raise CheckpointError(
-            f"{file} is an ExportedProgram (.pt2) of another program (no {PT2_RECORD} in it), not an encoder export "
-            f"of this project; {_FIX}"
-        )
-    return _encoder_from_record(json.loads(extra[PT2_RECORD]), dict(program.state_dict), file, f"its {PT2_RECORD}")
-
-
-def _load_safetensors(file: Path) -> CifarResNet:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(file), "pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is no dict)
-    except Exception as e:  # noqa: BLE001  (SafetensorError and others, on damaged headers or data)
-        raise CheckpointError(
-            f"{file} is not a readable safetensors file ({type(e).__name__}: {first_line(e)}); {_FIX}"
-        ) from e
-    if EXPORT_FORMAT not in metadata:
-        raise CheckpointError(
-            f"{file} is a safetensors file of another program (no '{EXPORT_FORMAT}' in its metadata), not an "
-            f"encoder export of this project; {_FIX}"
-        )
-    record = {"format": EXPORT_FORMAT, "arch": metadata.get("arch"), "width": metadata.get("width")}
-    return _encoder_from_record(record, state, file, "its metadata")
-
-
-def _load_torchvision_form(state: dict[str, torch.Tensor], file: Path) -> CifarResNet:
-    """The torchvision form holds tensors alone: the export.json beside it names the architecture."""
-    record_file = file.with_name(JSON_FILE)
-    if not record_file.is_file():
-        raise CheckpointError(
-            f"{file} holds tensors but no {JSON_FILE} is beside it to name their architecture (an export's files "
-            f"load together); {_FIX}"
-        )
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(
-            f"{record_file} is not readable JSON ({type(e).__name__}: {first_line(e)}); export again with "
-            f"`python -m simclr.jobs.export ckpt=<run dir> force=true`"
-        ) from e
-    return _encoder_from_record(record, state, file, f"the {JSON_FILE} beside it")
-
-
-def _encoder_from_record(
-    record: dict[str, Any], state: dict[str, torch.Tensor], file: Path, named_by: str
-) -> CifarResNet:
-    """A `CifarResNet` of the arch and width an export's record names, holding `state` (torchvision's keys)."""
-    if (
-        not isinstance(record, dict)
-        or record.get("format") != EXPORT_FORMAT
-        or not (record.get("arch") and record.get("width"))
-    ):
-        raise CheckpointError(f"{file}: {named_by} is not the record of an encoder export of this project; {_FIX}")
-    return load_weights(CifarResNet(record["arch"], int(record["width"])), state, file, named_by)
+    return save(state, metadata=metadata)  # bytes, for atomic_write: save_file would make the file private (0600)
 
 
 # ---- W&B ---------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ monitor's last value) and on the test split (once, at the end), probe top-1 on v
 which split selection used, and wall time. The objective is a validation metric (`objective`): the
 probe's validation top-1 where the job was probed, else the kNN monitor's; jobs run with
 data.val_size=0 have none (selection "test": their monitor ran on the test split). The completed job
-with the highest objective is marked best (★). The plot shows the objective against loss.temperature,
-one series per data.batch_size: lines through a grid, points for samples (an Optuna study), the best
-job starred.
+with the highest objective is marked best (★). The plot (`simclr.jobs.sweep_plot`) shows the objective
+against loss.temperature, one series per data.batch_size: lines through a grid, points for samples (an
+Optuna study), the best job starred.
 
 The same for an Optuna study (`-m sweep=temperature_batch` or `hydra/sweeper=optuna`): a directory per
 trial (its number), and the sweeper's optimization_results.yaml at the end, whose best trial the
@@ -30,6 +30,8 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from simclr.jobs.sweep_plot import plot
 
 log = logging.getLogger("simclr")
 COLUMNS = (
@@ -191,92 +193,6 @@ def write_tables(rows: list[dict[str, Any]], out: Path, notes: list[str] | None 
     if notes:
         lines += ["", *notes]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-
-
-PLOTTED = {  # the first of these that any job has is plotted; test ones only when no job has a validation set
-    "probe_val_top1": "linear probe top-1, validation",
-    "val_knn_top1": "kNN top-1, validation",
-    "probe_test_top1": "linear probe top-1, TEST (no validation split)",
-    "test_knn_top1": "kNN top-1, TEST (no validation split)",
-}
-
-
-def _numeric(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _x_key(rows: list[dict[str, Any]], x: str, group: str) -> str | None:
-    """`x` when some job sets it, else the first other parameter that varies and is numeric (an Optuna
-    study of optimizer.lr alone, say); None: the jobs are plotted against their number."""
-    if any(x in r["params"] for r in rows):
-        return x
-    for key in dict.fromkeys(k for r in rows for k in r["params"]):
-        values = {r["params"].get(key) for r in rows}
-        if key != group and len(values) > 1 and all(_numeric(v) is not None for v in values if v is not None):
-            return key
-    return None
-
-
-def plot(
-    rows: list[dict[str, Any]],
-    path: Path,
-    x: str = "loss.temperature",
-    group: str = "data.batch_size",
-    samples: bool = False,
-) -> str:
-    """The objective (validation top-1) against `x`, one series per value of `group`, the best job starred;
-    returns the column plotted. A grid's series are lines; `samples` (an Optuna study's trials, scattered
-    over the ranges) are points. x is logarithmic when it spans a factor of 4 or more."""
-    from simclr.evaluation.visuals import new_figure
-
-    metric = next((m for m in PLOTTED if any(r[m] is not None for r in rows)), "val_knn_top1")
-    x = _x_key(rows, x, group) or "job"
-    series: dict[str, list[tuple[float, float]]] = {}
-    best_point = None
-    for r in rows:
-        at = _numeric(r["job"] if x == "job" else r["params"].get(x))
-        if r[metric] is None or at is None:
-            continue
-        series.setdefault(str(r["params"].get(group, "default")), []).append((at, 100 * r[metric]))
-        if r.get("best"):
-            best_point = (at, 100 * r[metric], r["job"])
-    fig, ax = new_figure(figsize=(5, 3.5))
-    for label, points in sorted(series.items(), key=lambda kv: _numeric(kv[0]) or 0.0):
-        xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(
-            xs,
-            ys,
-            marker="o",
-            linestyle="none" if samples else "-",
-            alpha=0.8 if samples else 1.0,
-            label=f"{group}={label}",
-        )
-    if best_point is not None:
-        ax.margins(x=0.08, y=0.15)  # room for the star and its label inside the axes
-        ax.plot(*best_point[:2], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none")
-        ax.annotate(f"best: job {best_point[2]}", best_point[:2], textcoords="offset points", xytext=(6, 6), fontsize=8)
-    xs_all = [at for points in series.values() for at, _ in points]
-    if xs_all and min(xs_all) > 0 and max(xs_all) >= 4 * min(xs_all) and x != "job":
-        from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
-
-        ax.set_xscale("log")
-        # Plain numbers (0.05, 0.1, 0.2, ...), not powers of ten: a small grid's own values, else 1-2-5 steps.
-        grid_values = sorted(set(xs_all))
-        small_grid = not samples and len(grid_values) <= 8
-        ax.xaxis.set_major_locator(FixedLocator(grid_values) if small_grid else LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{PLOTTED[metric]} (%)")
-    ax.grid(alpha=0.3)
-    if series:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return metric
 
 
 def sweeper(sweep_dir: Path) -> str:

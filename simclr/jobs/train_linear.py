@@ -102,7 +102,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
         "probe": probe_cfg,
         "probe_epochs": int(cfg.trainer.max_epochs),
         "split": split,
-        # None: the encoder was not pretrained by this code, or by a version that recorded no split.
+        # None: no split is recorded with the encoder (a random one, or a checkpoint whose config has no `split`).
         "same_split_as_pretraining": None if not pretrain_split else pretrain_split == split,
         "wall_s": time.perf_counter() - start,
         **choose_precision(cfg.trainer).record(),

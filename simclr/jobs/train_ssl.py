@@ -22,10 +22,11 @@ from simclr.jobs.reporting import output_dir
 from simclr.jobs.sweep import objective
 from simclr.jobs.train_linear import probe_after_pretraining
 from simclr.storage import atomic_write_text
-from simclr.training.checkpoints import ConfigInCheckpoint, SplitInCheckpoint, resume_checkpoint
+from simclr.training.checkpoints import ConfigInCheckpoint, SplitInCheckpoint
 from simclr.training.precision import choose_precision
 from simclr.training.pretrain import SimCLRModule
 from simclr.training.resilience import DivergenceGuard, RNGStateInCheckpoint, RunInterrupted, refuse_foreign_run_dir
+from simclr.training.resume import resume_checkpoint
 from simclr.training.trainer import build_trainer, log, resolved_config
 from simclr.views.torchvision_reference import torchvision_pipeline
 

@@ -1,6 +1,6 @@
 """What keeps long runs safe: atomic checkpoint files, RNG state in checkpoints, a divergence guard, a
 guard against a new run writing over an earlier run's checkpoints (the checkpoint to resume from is found
-by `simclr.training.checkpoints.resume_checkpoint`), and the one-line report of a full disk (`disk_full_error`)."""
+by `simclr.training.resume.resume_checkpoint`), and the one-line report of a full disk (`disk_full_error`)."""
 
 from __future__ import annotations
 

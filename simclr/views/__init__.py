@@ -1,3 +1,6 @@
-"""The two augmented views of each image: the batched on-device SimCLR augmentation (the production path)
-and the per-image torchvision pipeline it is checked against.
+"""The two augmented views of each image.
+
+augment.py: `SimCLRAugment`, the batched on-device pipeline (the production path): per-sample random
+parameters, crop + flip (crop.py), colour jitter and grayscale (colour.py), normalisation.
+torchvision_reference.py: the per-image torchvision pipeline the device path is checked against.
 """
