@@ -1,4 +1,7 @@
-"""Callbacks the tests attach through `trainer.callbacks` (importable by spawned processes)."""
+"""Lightning callbacks the tests attach through `trainer.callbacks`, by `_target_` path.
+
+Kept apart from tests/helpers.py: the DDP processes spawned by `trainer=ddp_sim` and the scripts the tests start
+import this module by that path, so it imports Lightning and torch alone."""
 
 from __future__ import annotations
 
@@ -127,21 +130,27 @@ class RecordFirstDraw(pl.Callback):
             )
 
 
-class CrashAt(pl.Callback):
-    """Raises at optimizer step `step`, on every process: a run stopped in the middle of an epoch."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError(f"crash at step {self.step}")
-
-
 class HeadInEvalMode(pl.Callback):
     """Leaves the projection head in eval mode when fitting starts: a bug Lightning should warn about."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         pl_module.head.eval()
+
+
+class RecordProbeBatches(pl.Callback):
+    """Keeps, in `RecordProbeBatches.last`, the indices (and features) of every training and validation batch."""
+
+    last: RecordProbeBatches | None = None
+
+    def __init__(self) -> None:
+        self.train: list[tuple[torch.Tensor, torch.Tensor]] = []  # (features, indices) per batch
+        self.val: list[torch.Tensor] = []
+        RecordProbeBatches.last = self
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.train.append((batch[0].detach().cpu(), batch[2].cpu()))
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.val.append(batch[2].cpu())

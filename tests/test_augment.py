@@ -14,19 +14,10 @@ from PIL import Image
 
 from simclr.errors import ConfigError
 from simclr.training.profiling import DispatchRecorder
-from simclr.views.augment import (
-    AugmentParams,
-    SimCLRAugment,
-    _mix,
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
-    build_augment,
-    crop_and_flip,
-    gaussian_blur,
-    grayscale,
-)
+from simclr.views.augment import AugmentParams, SimCLRAugment, build_augment
+from simclr.views.colour import _mix, gaussian_blur
+from simclr.views.crop import crop_and_flip
+from tests.helpers import uint8_images
 
 # Written out rather than imported, so a wrong constant in simclr/views/augment.py shows up here.
 CIFAR_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
@@ -41,10 +32,6 @@ COLOUR_ATOL = 2e-4
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def uint8_images(b: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (b, 3, h, w), generator=gen(seed), dtype=torch.uint8)
 
 
 def float_images(b: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
@@ -298,50 +285,7 @@ def test_output_stays_in_the_unit_range_before_normalisation() -> None:
     )
     out = aug(uint8_images(64, seed=18), gen(18))
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
-
-
-# ---- colour ops against torchvision ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "ours, theirs, lo, hi",
-    [
-        (adjust_brightness, TF.adjust_brightness, 0.0, 2.0),
-        (adjust_contrast, TF.adjust_contrast, 0.0, 2.0),
-        (adjust_saturation, TF.adjust_saturation, 0.0, 2.0),
-        (adjust_hue, TF.adjust_hue, -0.5, 0.5),
-    ],
-)
-def test_colour_ops_match_torchvision_with_per_sample_factors(ours, theirs, lo: float, hi: float) -> None:
-    x = float_images(16, 16, 16, seed=19)
-    x[0] = 0.5  # a gray image: zero saturation, undefined hue
-    x[1, :, :4] = 1.0  # saturated white rows
-    factors = lo + (hi - lo) * torch.rand(16, generator=gen(19))
-    out = ours(x, factors)
-    assert out.shape == x.shape
-    for i in range(16):
-        torch.testing.assert_close(
-            out[i],
-            theirs(x[i], float(factors[i])),
-            atol=COLOUR_ATOL,
-            rtol=0,
-            msg=f"sample {i}, factor {float(factors[i])}",
-        )
-
-
-def test_hue_shift_of_zero_and_of_a_full_turn_is_identity() -> None:
-    x = float_images(8, 16, 16, seed=20)
-    torch.testing.assert_close(adjust_hue(x, torch.zeros(8)), x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        adjust_hue(adjust_hue(x, torch.full((8,), 0.3)), torch.full((8,), -0.3)), x, atol=1e-5, rtol=0
-    )
-
-
-def test_grayscale_matches_torchvision() -> None:
-    x = float_images(8, 16, 16, seed=21)
-    out = grayscale(x)
-    assert out.shape == (8, 1, 16, 16)
-    torch.testing.assert_close(out, TF.rgb_to_grayscale(x), atol=COLOUR_ATOL, rtol=0)
+    assert (out == 0).any() and (out == 1).any()  # factors up to 1.8 reach both ends: the clamp is what holds it
 
 
 # ---- geometry -------------------------------------------------------------------------------

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import open_dict
 
-from tests.conftest import REPO, compose_config, write_cifar10
+from simclr.training.profiling import count_ops
+from simclr.views.augment import SimCLRAugment
+from tests.helpers import REPO, TINY_MODEL, compose_config, run_entry_point, uint8_images, write_cifar10
 
-TINY = ["--arch", "resnet_tiny", "--width", "4", "--batch", "16", "model.head.hidden_dim=32", "model.head.out_dim=16"]
-
-
-def run_script(name: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / name), *args],
-        cwd=cwd,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+# The tiny model through the scripts' shortcuts and Hydra overrides; float32, so that the op counts are those
+# of an eager float32 view on any CPU.
+TINY = ["--arch", "resnet_tiny", "--width", "4", "--batch", "16", *TINY_MODEL[2:], "trainer.precision=32-true"]
 
 
 def test_throughput_benchmark_runs_every_row(tmp_path: Path) -> None:
+    """`python benchmarks/throughput.py`, as benchmarks/gpu_check.sh runs it, on a tiny config."""
     out = tmp_path / "throughput.json"
     timing = ["--warmup", "1", "--steps", "2", "--repeats", "2", "--workers", "0", "--images", "128"]
-    done = run_script("throughput.py", [*TINY, *timing, "--out", str(out)], tmp_path)
+    done = run_entry_point("benchmarks/throughput.py", *TINY, *timing, "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
 
@@ -40,17 +33,26 @@ def test_throughput_benchmark_runs_every_row(tmp_path: Path) -> None:
         assert row["batch"] == 16 and len(row["repeats_s_per_step"]) == 2, key
     fit = rows["trainer_fit"]
     assert fit["checkpointing"] and fit["epoch_ends_in_windows"] == 0  # 8 steps an epoch, 6 needed
-    assert min(fit["setup_s"], fit["warmup_s"], fit["teardown_s"]) >= 0 and fit["wall_s"] > 0
+    # The parts measured outside the timed windows, each under way, and together less than the whole run.
+    assert 0 < min(fit["setup_s"], fit["warmup_s"], fit["teardown_s"])
+    assert fit["setup_s"] + fit["warmup_s"] + fit["teardown_s"] < fit["wall_s"]
     assert rows["baseline_fp32"]["label"] == "torchvision reference (per-image), 0 workers, float32 contiguous"
     assert rows["baseline_project"]["memory_format"] == "channels_last"
     assert set(report["ratios"]) == {"fit_over_bare_step", "fit_over_baseline_fp32", "fit_over_baseline_project"}
 
     aug = report["augmentation"]
     assert aug["s_per_step"] > 0
-    for key in ("ops_per_view_eager", "sample_params_ops", "apply_ops_eager"):
-        assert isinstance(aug[key], int) and aug[key] > 0, key
-    assert aug["ops_per_view_eager"] == aug["sample_params_ops"] + aug["apply_ops_eager"]
-    assert "ops_per_view_compiled" not in aug  # --compile-ops was not given
+    # The op counts of one view of the default augmentation, measured here apart from the benchmark's code.
+    images, cpu = uint8_images(16), torch.device("cpu")
+    view = count_ops(SimCLRAugment(), images)[1]
+    draw = count_ops(SimCLRAugment().sample_params, 16, 32, 32, cpu)[1]
+    apply = count_ops(SimCLRAugment().apply, images, SimCLRAugment().sample_params(16, 32, 32, cpu))[1]
+    assert (aug["ops_per_view_eager"], aug["sample_params_ops"], aug["apply_ops_eager"]) == (
+        view.op_count,
+        draw.op_count,
+        apply.op_count,
+    )
+    assert aug["syncs_per_view_eager"] == 0 and "ops_per_view_compiled" not in aug  # --compile-ops was not given
 
     env = report["environment"]
     assert env["torch"] == torch.__version__ and env["cpu_count"] >= 1 and env["device"]
@@ -61,13 +63,13 @@ def test_throughput_benchmark_runs_every_row(tmp_path: Path) -> None:
 def test_torchvision_rows_run_the_reference_path_of_the_config() -> None:
     """The baseline is `augmentation.backend=torchvision`'s own loader: the config's crop ratio and blur,
     and the device batches' image order."""
-    from benchmarks.throughput import reference_batches
+    from benchmarks.throughput_rows import reference_batches
     from simclr.data.device_batches import DeviceBatches
 
     cfg = compose_config(
         "train_ssl", ["augmentation.crop_ratio=[0.5,2.0]", "augmentation.blur_p=0.4", "data.batch_size=16", "seed=5"]
     )
-    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = uint8_images(40)
     loader = reference_batches(cfg, images, workers=0, device=torch.device("cpu"))
     crop, *_, blur = loader.loader.dataset.transform.transforms[:5]
     assert crop.ratio == (0.5, 2.0) and blur.p == 0.4 and type(blur.transforms[0]).__name__ == "GaussianBlur"
@@ -78,8 +80,9 @@ def test_torchvision_rows_run_the_reference_path_of_the_config() -> None:
 
 
 def test_sync_check_runs_on_cpu_and_says_it_checked_nothing(tmp_path: Path) -> None:
+    """In its own process, as the GPU check runs it (in this one, a W&B run started after it recorded nothing)."""
     out = tmp_path / "sync.json"
-    done = run_script("sync_check.py", [*TINY, "--steps", "4", "--out", str(out)], tmp_path)
+    done = run_entry_point("benchmarks/sync_check.py", *TINY, "--steps", "4", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["steps_run"] == 4
@@ -96,8 +99,7 @@ def test_checkpoints_can_be_left_out_of_the_timed_run(tmp_path: Path) -> None:
     write_cifar10(root, per_batch=16)
     cfg = compose_config(
         "train_ssl",
-        ["trainer=cpu", "model=resnet_tiny", "model.width=4", "data.batch_size=16", f"data.root={root}"]
-        + ["data.val_size=20", "knn.k=20"]
+        [*TINY_MODEL, "trainer=cpu", "data.batch_size=16", f"data.root={root}", "data.val_size=20", "knn.k=20"]
         + ["data.download=false", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"],
     )
     with open_dict(cfg):

@@ -6,21 +6,22 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from simclr.config.derived import derive_run_values
 from simclr.config.rules import check
 from simclr.errors import ConfigError
 from simclr.jobs.train_ssl import build_module
 from simclr.training.optim import build_optimizer
-from tests.conftest import CONF, compose_config
+from tests.helpers import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 GROUPS = {
     g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
-    for g in ("model", "augmentation", "optimizer", "trainer", "logger", "probe")
+    for g in ("data", "model", "augmentation", "optimizer", "trainer", "logger", "probe", "cluster")
 }
+LINEAR_GROUPS = ("data", "model", "probe", "trainer", "logger")  # the groups train_linear.py has too
+MODULE_GROUPS = ("model", "augmentation", "optimizer")  # what the pretraining module is built from
 
 
 def test_presets_exist() -> None:
@@ -32,8 +33,10 @@ def test_presets_exist() -> None:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_builds_its_module(experiment: str, tmp_path: Path) -> None:
+def test_experiment_validates_and_builds_its_module(experiment: str, tmp_path: Path) -> None:
     cfg = compose_config("train_ssl", [f"experiment={experiment}", f"paths.output_dir={tmp_path}"])
+    check(cfg)
+    assert OmegaConf.get_type(cfg.data).__name__ == "DataConfig"  # composed onto the schema
     derived = derive_run_values(cfg)
     module = build_module(cfg, derived.lr)
     assert module.hparams.lr == derived.lr
@@ -41,11 +44,13 @@ def test_experiment_builds_its_module(experiment: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
-def test_every_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
+def test_every_group_option_validates(group: str, option: str, tmp_path: Path) -> None:
     cfg = compose_config("train_ssl", [f"{group}={option}", f"paths.output_dir={tmp_path}"])
     check(cfg)
-    if group in ("model", "augmentation", "optimizer"):
+    if group in MODULE_GROUPS:
         build_module(cfg, derive_run_values(cfg).lr)
+    if group in LINEAR_GROUPS:
+        check(compose_config("train_linear", [f"{group}={option}", "ckpt=x.ckpt"]))
 
 
 def test_seed_and_published_recipes() -> None:
@@ -103,13 +108,6 @@ def test_global_batch_is_split_over_devices() -> None:
         derive_run_values(compose_config("train_ssl", ["trainer=ddp", "trainer.devices=8", "data.batch_size=100"]))
 
 
-def test_unknown_key_fails_with_hydra_error() -> None:
-    with pytest.raises(ConfigCompositionException, match="no_such_key"):
-        compose_config("train_ssl", ["loss.no_such_key=1"])
-    with pytest.raises(ConfigCompositionException):
-        compose_config("train_linear", ["probe.no_such_key=1"])
-
-
 def test_everything_overridable_from_command_line() -> None:
     cfg = compose_config(
         "train_ssl",
@@ -128,22 +126,22 @@ def test_everything_overridable_from_command_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "override",
     [
-        ("loss.temperature=0", "loss.temperature=0 must be > 0"),
-        ("loss.temperature=-0.5", "loss.temperature=-0.5 must be > 0"),
-        ("augmentation.crop_scale=[0.0,1.0]", "augmentation.crop_scale=[0, 1] must be [min, max] with 0 < min"),
-        ("augmentation.crop_scale=[0.5,1.5]", "augmentation.crop_scale=[0.5, 1.5] must be [min, max]"),
-        ("augmentation.grayscale_p=2", "augmentation.grayscale_p=2 must be in [0, 1]"),
-        ("optimizer.name=rmsprop", "optimizer.name=rmsprop does not match the optimizer group's keys"),
+        "loss.temperature=0",
+        "loss.temperature=-0.5",
+        "augmentation.crop_scale=[0.0,1.0]",
+        "augmentation.crop_scale=[0.5,1.5]",
+        "augmentation.grayscale_p=2",
+        "optimizer.name=rmsprop",
     ],
 )
-def test_bad_values_are_named(override: str, message: str) -> None:
+def test_the_modules_guard_their_apis(override: str) -> None:
+    """Direct callers of the modules, whose config `check` never saw (which refuses these first: the messages
+    are in tests/test_schema.py's RANGE_CASES), get a ConfigError naming the key."""
     cfg = compose_config("train_ssl", [override])
-    with pytest.raises(ConfigError, match="^" + re.escape(message)):
-        check(cfg)  # what the scripts do first
     key = override.split("=")[0]
-    with pytest.raises(ConfigError, match=re.escape(key.split(".")[-1])):  # the modules still guard their APIs
+    with pytest.raises(ConfigError, match=re.escape(key.split(".")[-1])):
         module = build_module(cfg, derive_run_values(cfg).lr)
         build_optimizer(module, dict(cfg.optimizer), lr=0.1)
 
@@ -159,8 +157,6 @@ def test_linear_config_composes(tmp_path: Path) -> None:
 
 def test_slurm_multinode_config_resolves() -> None:
     """The documented SLURM command composes and its launcher settings follow the trainer (no cluster needed)."""
-    from hydra import compose, initialize_config_dir
-
     overrides = [
         "cluster=slurm",
         "trainer=ddp",
@@ -169,8 +165,7 @@ def test_slurm_multinode_config_resolves() -> None:
         "experiment=resnet18_sgd",
         "hydra.launcher.partition=gpu",
     ]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train_ssl", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train_ssl", overrides, hydra=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
@@ -180,3 +175,21 @@ def test_slurm_multinode_config_resolves() -> None:
     derived = derive_run_values(cfg)
     assert (derived.world_size, derived.per_device_batch) == (8, 64)
     assert derived.lr == pytest.approx(0.24)  # linear rule on the global batch: 0.06 x 512 / 128
+
+
+def test_probe_results_land_in_the_run_they_evaluate(tmp_path: Path) -> None:
+    """`ckpt=` given as a checkpoint file, the run directory or its checkpoints/ folder: the probe writes
+    into <run>/linear/, named after the checkpoint it evaluates."""
+    from simclr.config.resolvers import probe_run_dir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    for ckpt in (run / "checkpoints" / "last.ckpt", run, run / "checkpoints"):
+        out = Path(probe_run_dir(str(ckpt)))
+        assert out.parent == run / "linear" and out.name.startswith("last_"), (ckpt, out)
+    (run / "checkpoints" / "last.ckpt").unlink()
+    (run / "checkpoints" / "epoch0001.ckpt").write_bytes(b"")
+    assert Path(probe_run_dir(str(run))).name.startswith("newest_")
+    assert Path(probe_run_dir(str(run / "checkpoints" / "epoch0001.ckpt"))).name.startswith("epoch0001_")
+    assert probe_run_dir(None).startswith("runs/linear/random_")

@@ -16,7 +16,7 @@ from simclr.data.cifar import BatchUnpickler, load_split, read_batch_file
 from simclr.data.datamodule import CIFAR10DataModule
 from simclr.data.splits import validation_split
 from simclr.errors import ConfigError, DataError
-from tests.conftest import REAL_ROOT, write_cifar10
+from tests.helpers import REAL_ROOT, RunsCode, write_cifar10
 
 
 def test_splits_load_as_uint8_tensors(cifar_root: Path) -> None:
@@ -57,13 +57,6 @@ def test_shuffles_each_epoch(cifar_root: Path) -> None:
     first = torch.cat([b[2] for b in dm.train_dataloader()])
     second = torch.cat([b[2] for b in dm.train_dataloader()])
     assert not torch.equal(first, second)
-
-
-def test_missing_files_without_download(tmp_path: Path) -> None:
-    dm = CIFAR10DataModule(str(tmp_path / "nowhere"), download=False)
-    dm.prepare_data()
-    with pytest.raises(DataError, match=r"missing in .*nowhere.*data.download=true"):
-        dm.setup("fit")
 
 
 def test_download_uses_torchvision_when_folder_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,21 +120,11 @@ def test_pickle_of_something_else(fresh_cifar_root: Path) -> None:
         load_split(fresh_cifar_root, train=False)
 
 
-class _RunsCode:
-    """Unpickles as a call of exec on `code`: what a crafted data file can do to a plain pickle.load."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self) -> tuple:
-        return exec, (self.code,)
-
-
 def test_a_batch_file_that_would_run_code_is_refused_before_any_of_it_runs(fresh_cifar_root: Path) -> None:
     path = fresh_cifar_root / "cifar-10-batches-py" / "data_batch_3"
     marker = fresh_cifar_root / "ran.txt"
     with open(path, "wb") as f:
-        pickle.dump({"batch_label": "training batch 3 of 5", "data": _RunsCode(f"open({str(marker)!r}, 'w')")}, f)
+        pickle.dump({"batch_label": "training batch 3 of 5", "data": RunsCode(f"open({str(marker)!r}, 'w')")}, f)
     with pytest.raises(DataError) as refused:
         load_split(fresh_cifar_root, train=True)
     assert str(refused.value) == (
@@ -236,12 +219,6 @@ def test_wrong_shapes(fresh_cifar_root: Path, data, labels, message: str) -> Non
         pickle.dump({"data": data(np), "labels": labels}, f)
     with pytest.raises(DataError, match=message):
         load_split(fresh_cifar_root, train=True)
-
-
-def test_batch_larger_than_dataset(cifar_root: Path) -> None:
-    dm = CIFAR10DataModule(str(cifar_root), batch_size=512)
-    with pytest.raises(DataError, match="data.batch_size=512 exceeds the 200 training images"):
-        dm.setup("fit")
 
 
 def _balanced_labels(per_class: int = 100, seed: int = 0) -> torch.Tensor:

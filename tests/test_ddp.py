@@ -1,4 +1,5 @@
-"""The Lightning path under DDP (two CPU processes, `trainer=ddp_sim`) and under mixed precision."""
+"""The Lightning path under DDP (two CPU processes, `trainer=ddp_sim`: tests/conftest.py's ddp_run) and under
+mixed precision on a GPU (on the CPU: tests/test_precision.py). A DDP run resumed: tests/test_randomness.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from simclr.jobs.train_linear import train_linear
 from simclr.jobs.train_ssl import train_ssl
-from tests.conftest import probe_config
 
 
 def _with(cfg: DictConfig, out: Path, record: Path, **trainer: object) -> DictConfig:
@@ -21,20 +20,6 @@ def _with(cfg: DictConfig, out: Path, record: Path, **trainer: object) -> DictCo
         for key, value in trainer.items():
             cfg.trainer[key] = value
     return cfg
-
-
-@pytest.fixture(scope="module")
-def ddp_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A two-epoch pretraining run on two CPU processes; returns (run dir, batch records dir)."""
-    from tests.conftest import TINY_SSL, compose_config
-
-    base = tmp_path_factory.mktemp("ddp")
-    # 51 held out: the 51 queries and the 149 bank images split unevenly over 2 ranks, so the evaluation
-    # shards are padded with a repeated image, which the monitor must drop.
-    overrides = [f"data.root={cifar_root}", "data.download=false", "trainer=ddp_sim", "data.val_size=51"]
-    cfg = compose_config("train_ssl", TINY_SSL + overrides)
-    train_ssl(_with(cfg, base / "run", base / "record"))
-    return base / "run", base / "record"
 
 
 def test_each_rank_sees_a_disjoint_shard_every_epoch(ddp_run: tuple[Path, Path]) -> None:
@@ -52,6 +37,7 @@ def test_each_rank_sees_a_disjoint_shard_every_epoch(ddp_run: tuple[Path, Path])
 
 def test_global_and_per_device_batch_are_logged(ddp_run: tuple[Path, Path]) -> None:
     run, _ = ddp_run
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch0000.ckpt", "epoch0001.ckpt", "last.ckpt"]
     hparams = (run / "hparams.yaml").read_text()
     assert "derived/global_batch: 32" in hparams and "derived/per_device_batch: 16" in hparams
     assert "derived/world_size: 2" in hparams
@@ -91,53 +77,15 @@ def test_knn_monitor_across_ranks_equals_one_process(ddp_run: tuple[Path, Path],
     assert logged_test == [pytest.approx(top1(test, dm.test_set.labels), abs=1e-6)]
 
 
-def test_ddp_checkpoint_probes_on_one_device(ddp_run: tuple[Path, Path], cifar_root: Path, tmp_path: Path) -> None:
-    run, _ = ddp_run
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch0000.ckpt", "epoch0001.ckpt", "last.ckpt"]
-    results = train_linear(probe_config(cifar_root, tmp_path, [f"ckpt={run / 'checkpoints' / 'last.ckpt'}"]))
-    assert results["test_top1"] > 0.3 and results["val_top1"] > 0.3  # chance: 10%
-
-
-def test_ddp_run_resumes_from_saved_step(ddp_run: tuple[Path, Path], cifar_root: Path, tmp_path: Path) -> None:
-    from tests.conftest import TINY_SSL, compose_config
-
-    run, _ = ddp_run
-    last = run / "checkpoints" / "last.ckpt"
-    saved = torch.load(last, map_location="cpu", weights_only=True)
-    cfg = compose_config(
-        "train_ssl",
-        TINY_SSL
-        + [
-            f"data.root={cifar_root}",
-            "data.download=false",
-            "trainer=ddp_sim",
-            f"ckpt_path={last}",
-            "trainer.max_epochs=3",
-        ],
-    )
-    train_ssl(_with(cfg, tmp_path / "resumed", tmp_path / "record"))
-    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert saved["epoch"] == 1 and resumed["epoch"] == 2
-    assert resumed["global_step"] == saved["global_step"] * 3 // 2
-    assert not (tmp_path / "record" / "rank0_epoch0.pt").exists()  # epochs 0-1 were not run again
-    assert (tmp_path / "record" / "rank1_epoch2.pt").exists()
-
-
 GPU = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="fp16 autocast needs a GPU (Lightning maps it to bf16 on CPU)"
 )
 
 
-@pytest.mark.parametrize(
-    "accelerator, precision",
-    [("cpu", "bf16-mixed"), pytest.param("gpu", "bf16-mixed", marks=GPU), pytest.param("gpu", "16-mixed", marks=GPU)],
-)
-def test_mixed_precision_step_keeps_loss_in_float32(
-    ssl_cfg: DictConfig, tmp_path: Path, accelerator: str, precision: str
-) -> None:
-    cfg = _with(
-        ssl_cfg, tmp_path / "run", tmp_path / "record", accelerator=accelerator, precision=precision, max_epochs=1
-    )
+@GPU
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_step_keeps_loss_in_float32(ssl_cfg: DictConfig, tmp_path: Path, precision: str) -> None:
+    cfg = _with(ssl_cfg, tmp_path / "run", tmp_path / "record", accelerator="gpu", precision=precision, max_epochs=1)
     train_ssl(cfg)
     record = torch.load(tmp_path / "record" / "rank0_epoch0.pt", weights_only=True)
     assert record["loss_dtypes"] == ["torch.float32"]  # the callback also failed on any non-finite loss

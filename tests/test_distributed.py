@@ -39,31 +39,38 @@ def _step(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, gather: bool) ->
     return loss.detach()
 
 
-def _worker(rank: int, init_file: str, out_dir: str, gather: bool) -> None:
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    """One process's step on its shard, with the negatives gathered across processes and without."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        model = convert_sync_batchnorm(_model())
-        ddp = DistributedDataParallel(model)
-        x1, x2 = _views()
-        shard = slice(rank * GLOBAL_BATCH // WORLD, (rank + 1) * GLOBAL_BATCH // WORLD)
-        loss = _step(ddp, x1[shard], x2[shard], gather)
-        # DDP averaged the gradients; the global loss is the mean of the processes' losses.
-        dist.all_reduce(loss)
-        torch.save(
-            {
-                "loss": loss / WORLD,
-                "grads": {k: p.grad.clone() for k, p in model.named_parameters()},
-                "buffers": {k: b.clone() for k, b in model.named_buffers()},
-            },
-            Path(out_dir) / f"rank{rank}.pt",
-        )
+        for gather in (True, False):
+            model = convert_sync_batchnorm(_model())
+            ddp = DistributedDataParallel(model)
+            x1, x2 = _views()
+            shard = slice(rank * GLOBAL_BATCH // WORLD, (rank + 1) * GLOBAL_BATCH // WORLD)
+            loss = _step(ddp, x1[shard], x2[shard], gather)
+            # DDP averaged the gradients; the global loss is the mean of the processes' losses.
+            dist.all_reduce(loss)
+            torch.save(
+                {
+                    "loss": loss / WORLD,
+                    "grads": {k: p.grad.clone() for k, p in model.named_parameters()},
+                    "buffers": {k: b.clone() for k, b in model.named_buffers()},
+                },
+                Path(out_dir) / f"rank{rank}_gather{gather}.pt",
+            )
     finally:
         dist.destroy_process_group()
 
 
-def _run_two_processes(tmp_path: Path, gather: bool) -> list[dict]:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), gather), nprocs=WORLD, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, list[dict]]:
+    """{gather: each rank's loss, gradients and buffers}, from one spawn of two processes."""
+    out = tmp_path_factory.mktemp("two_processes")
+    mp.spawn(_worker, args=(str(out / "init"), str(out)), nprocs=WORLD, join=True)
+    return {
+        g: [torch.load(out / f"rank{r}_gather{g}.pt", weights_only=True) for r in range(WORLD)] for g in (True, False)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +84,8 @@ def reference() -> dict:
     }
 
 
-def test_two_processes_equal_one_process(tmp_path: Path, reference: dict) -> None:
-    ranks = _run_two_processes(tmp_path, gather=True)
-    for r, out in enumerate(ranks):
+def test_two_processes_equal_one_process(two_processes: dict, reference: dict) -> None:
+    for r, out in enumerate(two_processes[True]):
         torch.testing.assert_close(out["loss"], reference["loss"], atol=1e-5, rtol=0)
         assert out["grads"].keys() == reference["grads"].keys()
         for name, grad in reference["grads"].items():
@@ -88,10 +94,12 @@ def test_two_processes_equal_one_process(tmp_path: Path, reference: dict) -> Non
             torch.testing.assert_close(out["buffers"][name].to(buf.dtype), buf, atol=1e-5, rtol=1e-5)
 
 
-def test_without_gathering_the_loss_differs(tmp_path: Path, reference: dict) -> None:
+def test_without_gathering_the_loss_differs(two_processes: dict, reference: dict) -> None:
     """The check above can fail: per-process negatives give another loss and other gradients."""
-    ranks = _run_two_processes(tmp_path, gather=False)
+    ranks = two_processes[False]
     assert not torch.allclose(ranks[0]["loss"], reference["loss"], atol=1e-3)
+    name = next(iter(reference["grads"]))
+    assert not torch.allclose(ranks[0]["grads"][name], reference["grads"][name], atol=1e-5)
 
 
 def test_single_process_gather_is_identity() -> None:

@@ -1,73 +1,47 @@
-"""The scripts as a user runs them: pretrain on a generated dataset, probe its checkpoint, read results."""
+"""The scripts as a user runs them: pretraining runs started together, a probe of one, its results; and a config
+refused before the run starts: one line, exit status 2, nothing written.
+
+The other tests call the jobs in-process (`train_ssl(cfg)`, `train_linear(cfg)`); these are what only a new
+process shows: the Hydra command line, the run directories it makes, stdout and stderr, the exit status.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
 
-TINY = [
-    "model=resnet_tiny",
-    "model.width=4",
-    "model.head.hidden_dim=32",
-    "trainer=cpu",
-    "data.batch_size=32",
-    "data.eval_batch_size=64",
-    "data.download=false",
-    "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=1",
-    "data.val_size=50",
-    "knn.k=20",
-]
+from tests.helpers import TINY_PROBE, TINY_SSL, one_error_line, run_entry_point, start_entry_point
 
 
-def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+def test_runs_started_together_get_their_own_directories_and_a_probe_reads_one(
+    cifar_root: Path, tmp_path: Path
+) -> None:
+    """Two train_ssl.py with the default run directory, started at once, never share it; train_linear.py probes
+    one's last checkpoint and writes its results beside that run."""
+    runs = [
+        start_entry_point("train_ssl.py", *TINY_SSL, f"data.root={cifar_root}", "trainer.max_epochs=1", cwd=tmp_path)
+        for _ in range(2)
+    ]
+    for proc in runs:
+        stderr = proc.communicate(timeout=300)[1]
+        assert proc.returncode == 0, stderr[-3000:]
+    dirs = sorted(tmp_path.glob("runs/ssl/*/*"))
+    assert len(dirs) == 2
+    for run in dirs:
+        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "metrics.csv").is_file()
+        assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
-
-def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
-    ssl = _run(
-        "train_ssl.py",
-        TINY
-        + [
-            f"data.root={cifar_root}",
-            "trainer.max_epochs=2",
-            "trainer.check_val_every_n_epoch=1",
-            "hydra.run.dir=ssl_run",
-        ],
-        tmp_path,
-    )
-    assert ssl.returncode == 0, ssl.stderr[-3000:]
-    ckpt = tmp_path / "ssl_run" / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file() and (tmp_path / "ssl_run" / "metrics.csv").is_file()
-
-    probe = _run(
-        "train_linear.py",
-        [
-            f"ckpt={ckpt}",
-            "trainer=cpu",
-            "trainer.max_epochs=3",
-            "probe.lr=0.05",
-            f"data.root={cifar_root}",
-            "data.download=false",
-            "data.batch_size=32",
-            "data.val_size=50",
-            "probe.batch_size=32",
-            "trainer.enable_progress_bar=false",
-        ],
-        tmp_path,
-    )
+    run = dirs[0]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    args = [*TINY_PROBE, f"data.root={cifar_root}", f"ckpt={ckpt}", "trainer.max_epochs=3"]
+    probe = run_entry_point("train_linear.py", *args, cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr[-3000:]
     summary = [line for line in probe.stdout.splitlines() if line.startswith("linear probe: test top-1")]
     assert len(summary) == 1
-    results_files = list((tmp_path / "ssl_run" / "linear").glob("last_*/results.json"))
+    results_files = list((run / "linear").glob("last_*/results.json"))
     assert len(results_files) == 1  # next to the pretraining run
     results = json.loads(results_files[0].read_text())
     # Classes of the generated data differ in mean colour: chance is 10%, a working pipeline is far above.
@@ -75,19 +49,39 @@ def test_pretrain_then_probe(cifar_root: Path, tmp_path: Path) -> None:
     assert f"{100 * results['test_top1']:.2f}%" in summary[0]
 
 
-def test_user_errors_are_one_message(tmp_path: Path) -> None:
-    missing = _run("train_ssl.py", TINY + [f"data.root={tmp_path / 'empty'}", "hydra.run.dir=run"], tmp_path)
-    assert missing.returncode == 2
-    assert "error: CIFAR-10 files" in missing.stderr and "data.download=true" in missing.stderr
-    assert "Traceback" not in missing.stderr
+# (script, overrides, the start of its one line): a config refused while Hydra composes it (simclr.jobs.cli's
+# run_script prints the line), and one refused by the rules in the CheckConfig callback Hydra calls before the
+# run directory exists (its SystemExit passes Hydra's callback wrapper). Both are refused before anything is
+# written. Every value each place refuses is tested in-process (tests/test_schema.py); a refusal by the job,
+# after the run directory exists: tests/test_resilience.py (a damaged checkpoint, reported once).
+REFUSALS = {
+    "while Hydra composes": (
+        "train_ssl.py",
+        ["optimizer.lrr=1"],
+        "optimizer.lrr is not a key of optimizer; did you mean optimizer.lr?",
+    ),
+    "by the rules, before the run starts": ("train_ssl.py", ["knn.k=0"], "knn.k=0 must be an integer >= 1"),
+}
 
-    bad_ckpt = tmp_path / "x.ckpt"
-    bad_ckpt.write_text("not a checkpoint")
-    probe = _run("train_linear.py", [f"ckpt={bad_ckpt}", "trainer=cpu"], tmp_path)
-    assert probe.returncode == 2 and "is not a readable PyTorch checkpoint" in probe.stderr
-    assert "Traceback" not in probe.stderr and bad_ckpt.read_text() == "not a checkpoint"
+
+@pytest.fixture(scope="module")
+def refusals(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Every case of REFUSALS run once, at the same time: {case: (working directory, process)}."""
+
+    def run(case: str) -> tuple[str, tuple]:
+        script, overrides, _ = REFUSALS[case]
+        cwd = tmp_path_factory.mktemp("refused")
+        args = [*TINY_SSL, f"data.root={cifar_root}", "hydra.run.dir=run", *overrides]
+        return case, (cwd, run_entry_point(script, *args, cwd=cwd))
+
+    with ThreadPoolExecutor(max_workers=len(REFUSALS)) as pool:
+        return dict(pool.map(run, REFUSALS))
 
 
-def test_unknown_key_is_refused_by_hydra(tmp_path: Path) -> None:
-    result = _run("train_ssl.py", ["trainer=cpu", "loss.temprature=0.1"], tmp_path)
-    assert result.returncode != 0 and "temprature" in result.stderr
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_refusal_is_one_line_and_exit_status_2(case: str, refusals: dict[str, tuple]) -> None:
+    cwd, proc = refusals[case]
+    script, _, line = REFUSALS[case]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert one_error_line(proc.stderr).startswith(f"error: {line}"), proc.stderr[-3000:]
+    assert list(cwd.iterdir()) == [], f"{script} wrote {sorted(str(p) for p in cwd.rglob('*'))}"

@@ -4,7 +4,6 @@ features on real-format images, loads without this package, and bad inputs get o
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -17,29 +16,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD, load_split
 from simclr.errors import CheckpointError, ExportError
-from simclr.jobs.export import (
-    EXAMPLE_BATCH,
+from simclr.jobs.export import EXAMPLE_BATCH, export_encoder, main
+from simclr.jobs.export_format import (
     JSON_FILE,
     PT2_FILE,
     PT2_RECORD,
     README_FILE,
     SAFETENSORS_FILE,
     TORCHVISION_FILE,
-    export_encoder,
-    load_encoder,
-    main,
     readme,
     torchvision_equivalent,
     torchvision_snippet,
 )
+from simclr.jobs.load import load_encoder
 from simclr.models.nets import CifarResNet
 from simclr.training.checkpoints import CONFIG_KEY, KIND_KEY, find_checkpoint, load_pretrained_encoder
 from simclr.views.augment import SimCLRAugment
-from tests.conftest import REPO, TINY_SSL, compose_config
+from tests.helpers import REPO, WANDB_FOLDERS, run_entry_point, sha256, ssl_config
 
 ATOL = 1e-5
 
@@ -150,40 +146,58 @@ def test_torchvision_form_is_torchvisions_resnet18_with_the_documented_lines(
     torch.testing.assert_close(features, expected, atol=ATOL, rtol=0)
 
 
-# Run first in the subprocess: `import simclr` (or any simclr.x) raises, whatever the venv installs.
-_BLOCK_SIMCLR = """
-import sys
+# Run in a fresh `python -I -W error`, in a folder holding tiny/ and resnet18/, each with encoder.pt2, images.pt and
+# load.json (export.json's "load" lines). The venv's python finds simclr; a meta path finder then makes
+# `import simclr` (or any simclr.x) raise, and the lines export.json gives load each encoder with torch alone.
+_RUN_PT2_WITHOUT_SIMCLR = """
+import importlib.util, json, os, sys
+findable = importlib.util.find_spec("simclr") is not None
 class _NoSimclr:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] == "simclr":
             raise ImportError(f"{name}: blocked, the export must load without this package")
 sys.meta_path.insert(0, _NoSimclr())
-"""
-_RUN_PT2 = """
-import json, pathlib, torch
-images = torch.load("images.pt")
-namespace = {}
-exec(json.loads(pathlib.Path("load.json").read_text())["pt2"], namespace)  # export.json's lines, as a user runs them
-m = namespace["m"]
-with torch.no_grad():
-    torch.save({b: m(images[:b]) for b in (1, 5, len(images))}, "features.pt")
+try:
+    import simclr
+except ImportError as e:
+    blocked = "blocked" in str(e)
+else:
+    blocked = False
+assert findable and blocked, (findable, blocked)
+import torch
+for which in ("tiny", "resnet18"):
+    os.chdir(which)  # the lines name the file, as a user runs them beside it
+    images = torch.load("images.pt")
+    namespace = {}
+    with open("load.json") as f:
+        exec(json.load(f)["pt2"], namespace)
+    m = namespace["m"]
+    with torch.no_grad():
+        torch.save({b: m(images[:b]) for b in (1, 5, len(images))}, "features.pt")
+    os.chdir("..")
 assert not [n for n in sys.modules if n.partition(".")[0] == "simclr"]
 """
 
 
-@pytest.mark.parametrize("which", ["tiny", "resnet18"])
 def test_pt2_form_runs_with_torch_alone_at_any_batch_size(
-    which: str, request: pytest.FixtureRequest, images: torch.Tensor, tmp_path: Path
+    tiny_export: dict,
+    resnet18_export: dict,
+    tiny_features: torch.Tensor,
+    resnet18_features: torch.Tensor,
+    images: torch.Tensor,
+    tmp_path: Path,
 ) -> None:
-    """In a fresh `python -I -W error` that cannot import simclr, from another directory: features equal to the
-    checkpoint's encoder's on real images, at batch sizes other than the export's example, and no warning."""
-    files = request.getfixturevalue(f"{which}_export")
-    expected = request.getfixturevalue(f"{which}_features")
-    shutil.copy(files["pt2"], tmp_path / PT2_FILE)  # moved away from the export directory, as users do
-    torch.save(images, tmp_path / "images.pt")
-    (tmp_path / "load.json").write_text(json.dumps(json.loads(files["json"].read_text())["load"]))
+    """Both exports, in a fresh `python -I -W error` that cannot import simclr, from another directory: features
+    equal to the checkpoint's encoder's on real images, at batch sizes other than the export's example, and no
+    warning."""
+    exports = {"tiny": (tiny_export, tiny_features), "resnet18": (resnet18_export, resnet18_features)}
+    for which, (files, _) in exports.items():
+        (tmp_path / which).mkdir()
+        shutil.copy(files["pt2"], tmp_path / which / PT2_FILE)  # moved away from the export directory, as users do
+        torch.save(images, tmp_path / which / "images.pt")
+        (tmp_path / which / "load.json").write_text(json.dumps(json.loads(files["json"].read_text())["load"]))
     run = subprocess.run(
-        [sys.executable, "-I", "-W", "error", "-c", _BLOCK_SIMCLR + _RUN_PT2],
+        [sys.executable, "-I", "-W", "error", "-c", _RUN_PT2_WITHOUT_SIMCLR],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -191,18 +205,11 @@ def test_pt2_form_runs_with_torch_alone_at_any_batch_size(
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr == ""  # torch.export.load logs nothing either
-    features = torch.load(tmp_path / "features.pt")
-    assert sorted(features) == [1, 5, 16] and EXAMPLE_BATCH not in features
-    for batch, got in features.items():
-        torch.testing.assert_close(got, expected[:batch], atol=ATOL, rtol=0)
-
-
-def test_the_subprocess_cannot_import_simclr(tmp_path: Path) -> None:
-    """The blocker of the test above works: without it the venv's python imports simclr."""
-    code = "import simclr"
-    blocked = subprocess.run([sys.executable, "-I", "-c", _BLOCK_SIMCLR + code], cwd=tmp_path, capture_output=True)
-    assert blocked.returncode == 1 and b"ImportError: simclr: blocked" in blocked.stderr
-    assert subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path).returncode == 0
+    for which, (_, expected) in exports.items():
+        features = torch.load(tmp_path / which / "features.pt")
+        assert sorted(features) == [1, 5, 16] and EXAMPLE_BATCH not in features
+        for batch, got in features.items():
+            torch.testing.assert_close(got, expected[:batch], atol=ATOL, rtol=0, msg=f"{which}, batch {batch}")
 
 
 @pytest.mark.parametrize("which", ["tiny", "resnet18"])
@@ -341,27 +348,24 @@ def test_a_trainable_encoder_is_in_train_mode_with_gradients(
 # ---- the command ---------------------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "simclr.jobs.export", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-
-
 def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {p.name: sha256(p) for p in sorted(folder.iterdir())}
 
 
-def test_command_exports_then_refuses_to_overwrite_unless_forced(ssl_checkpoint: Path, tmp_path: Path) -> None:
+def test_command_exports_then_refuses_to_overwrite_unless_forced(
+    ssl_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`python -m simclr.jobs.export` as a user runs it, then its main() in this process."""
     out = tmp_path / "exp"
-    first = _cli(f"ckpt={ssl_checkpoint}", f"out={out}")
+    first = run_entry_point("simclr.jobs.export", f"ckpt={ssl_checkpoint}", f"out={out}", cwd=REPO)
     assert first.returncode == 0, first.stderr
     assert {p.name for p in out.iterdir()} == {PT2_FILE, SAFETENSORS_FILE, JSON_FILE, README_FILE}
     assert "has no torchvision model" in first.stdout  # the skipped form, said where the written files are listed
     before = _digests(out)
-    second = _cli(f"ckpt={ssl_checkpoint}", f"out={out}")
-    assert second.returncode == 2
-    assert second.stderr.count("\n") == 1 and second.stderr.startswith("error: ")
-    assert str(out) in second.stderr and "force=true" in second.stderr
+    assert main([f"ckpt={ssl_checkpoint}", f"out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert str(out) in err and "force=true" in err
     assert _digests(out) == before  # nothing touched
     (out / PT2_FILE).write_bytes(b"stale")
     assert main([f"ckpt={ssl_checkpoint}", f"out={out}", "force=true"]) == 0
@@ -543,14 +547,9 @@ def test_wandb_run_logs_the_final_encoder_as_a_model_artifact(
         monkeypatch.delenv(key)
     for key, value in {"MODE": "offline", "SILENT": "true", "CONSOLE": "off"}.items():
         monkeypatch.setenv(f"WANDB_{key}", value)
-    for key in ("DIR", "DATA_DIR", "CACHE_DIR", "CONFIG_DIR"):
+    for key in WANDB_FOLDERS:
         monkeypatch.setenv(f"WANDB_{key}", str(tmp_path / "wandb_home" / key.lower()))
-    cfg = compose_config(
-        "train_ssl",
-        TINY_SSL + [f"data.root={cifar_root}", "data.download=false", "trainer.max_epochs=1", "logger=wandb"],
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
+    cfg = ssl_config(cifar_root, tmp_path / "run", ["trainer.max_epochs=1", "logger=wandb"])
     try:
         metrics = train_ssl(cfg)
     finally:

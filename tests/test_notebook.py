@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "explore_encoder.ipynb"
 

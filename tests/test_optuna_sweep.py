@@ -1,5 +1,8 @@
 """Optuna through Hydra: a study through the real script, failed trials, a study stored in SQLite and
-continued, the summary's best row, refusals."""
+continued, the summary's best row, refusals.
+
+What the sweeper plugin does with a job's return value (None: a failed trial, and the study goes on; no
+completed trial: an error) is shown here through the public path only, `train_ssl.py -m`."""
 
 from __future__ import annotations
 
@@ -12,20 +15,39 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, read_write
 
 from simclr.errors import ConfigError
 from simclr.jobs.cli import CheckConfig, run_job
 from simclr.jobs.optuna_study import check_optuna_sweep
-from simclr.jobs.sweep import mark_best, optuna_note, plot, summarize
-from tests.conftest import CONF
-from tests.test_sweep import _multirun
+from simclr.jobs.sweep import mark_best, optuna_note, summarize
+from simclr.jobs.sweep_plot import _x_key, plot
+from tests.helpers import TINY_SSL, compose_config, error_lines, run_entry_point
 
 # ---- through the real script -------------------------------------------------------------------------
+
+# The tiny run, one epoch; the studies search (or fix) data.batch_size themselves.
+TINY_TRIAL = [o for o in TINY_SSL if not o.startswith("data.batch_size=")] + ["trainer.max_epochs=1"]
+BATCHES = "data.batch_size=choice(16,32,4096)"  # 4096 > the 200 training images: that trial fails
+
+
+def _multirun(cifar_root: Path, sweep: Path, *overrides: str):  # noqa: ANN202
+    args = ["-m", *TINY_TRIAL, f"data.root={cifar_root}", f"hydra.sweep.dir={sweep}", *overrides]
+    return run_entry_point("train_ssl.py", *args, cwd=sweep.parent)
+
+
+@pytest.fixture(scope="module")
+def study(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any, Any]:
+    """The preset's study stored in SQLite, run by two commands: 3 trials, then 1 more under a new sampler seed
+    (as docs/sweeps.md says a continuation should run). Returns (base dir, storage URL, first, second)."""
+    base = tmp_path_factory.mktemp("study")
+    url = f"sqlite:///{base / 'study.db'}"
+    stored = ("sweep=temperature_batch", BATCHES, f"hydra.sweeper.storage={url}")
+    first = _multirun(cifar_root, base / "first", *stored, "hydra.sweeper.n_trials=3")
+    second = _multirun(cifar_root, base / "second", *stored, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1")
+    return base, url, first, second
 
 
 def _rows(sweep: Path) -> list[dict[str, str]]:
@@ -33,14 +55,12 @@ def _rows(sweep: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_three_trial_study_with_a_failing_trial(cifar_root: Path, tmp_path: Path) -> None:
+def test_three_trial_study_with_a_failing_trial(study: tuple) -> None:
     """The preset, its batch choices replaced on the command line: with the preset's sampler seed the
     trials draw batch sizes 16, 4096 (more than the 200 images: fails) and 32, so the failure comes in
     the middle and the study still runs its three trials."""
-    sweep = tmp_path / "sweep"
-    result = _multirun(
-        cifar_root, sweep, "sweep=temperature_batch", "hydra.sweeper.n_trials=3", "data.batch_size=choice(16,32,4096)"
-    )
+    base, _, result, _ = study
+    sweep = base / "first"
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]  # like a grid: a failed job makes the exit status 1
     assert "1 of 3 jobs failed" in result.stderr
@@ -65,7 +85,7 @@ def test_three_trial_study_with_a_failing_trial(cifar_root: Path, tmp_path: Path
             assert r["status"] == status["status"] == "completed"
             assert r["objective"] == r["val_knn_top1"] and r["selection"] == "val"  # validation, never test
             run = json.loads((sweep / r["job"] / "results.json").read_text())
-            assert run["objective_metric"] == "val/knn_top1" and float(r["test_knn_top1"]) > 0
+            assert run["objective_metric"] == "val/knn_top1" and float(r["test_knn_top1"]) > 0.3  # chance: 0.1
     statuses = sorted(r["status"] for r in rows)
     assert statuses == ["completed", "completed", "failed"], statuses
 
@@ -99,7 +119,7 @@ def test_command_line_study_whose_every_trial_fails(cifar_root: Path, tmp_path: 
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result.stderr)
     assert errors == [f"error: no trial of the Optuna study completed; see {sweep}/summary.md"]
     assert not (sweep / "optimization_results.yaml").exists()
     rows = _rows(sweep)
@@ -110,44 +130,30 @@ def test_command_line_study_whose_every_trial_fails(cifar_root: Path, tmp_path: 
     assert "hydra.sweeper.direction=maximize" in hydra["overrides"]["hydra"]
 
 
-def test_study_without_a_validation_split_is_refused_before_it_starts(cifar_root: Path, tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    result = _multirun(cifar_root, sweep, "sweep=temperature_batch", "hydra.sweeper.n_trials=1", "data.val_size=0")
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.startswith("error: data.val_size=0 leaves no validation metric for the Optuna sweeper")
-    assert not sweep.exists()
-
-
-def test_a_study_stored_in_sqlite_continues_in_the_next_invocation(cifar_root: Path, tmp_path: Path) -> None:
-    """hydra.sweeper.storage: two invocations of the same study (2 trials, then 1 under a new sampler seed, as
-    docs/sweeps.md says a continuation should run) leave one study of 3 trials in the file; the second
-    one's trial is its job 0, and its optimization_results.yaml names the best of all three."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    stored = ("sweep=temperature_batch", "data.batch_size=choice(16,32)", f"hydra.sweeper.storage={url}")
-    first = _multirun(cifar_root, tmp_path / "first", *stored, "hydra.sweeper.n_trials=2")
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = _multirun(
-        cifar_root, tmp_path / "second", *stored, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1"
-    )
+def test_a_study_stored_in_sqlite_continues_in_the_next_invocation(study: tuple) -> None:
+    """hydra.sweeper.storage: the second command's trial joins the first's three in one study in the file; it is
+    that command's job 0, and its optimization_results.yaml names the best of all four."""
+    base, url, _, second = study
     assert second.returncode == 0, second.stderr[-3000:]
-
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["temperature_batch"]
-    study = optuna.load_study(study_name="temperature_batch", storage=url)
-    assert [(t.number, t.state) for t in study.trials] == [(i, optuna.trial.TrialState.COMPLETE) for i in range(3)]
-    overrides = yaml.safe_load((tmp_path / "second" / "0" / ".hydra" / "overrides.yaml").read_text())
+    stored = optuna.load_study(study_name="temperature_batch", storage=url)
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    assert [(t.number, t.state) for t in stored.trials] == [(0, complete), (1, fail), (2, complete), (3, complete)]
+    overrides = yaml.safe_load((base / "second" / "0" / ".hydra" / "overrides.yaml").read_text())
     drawn = dict(o.split("=", 1) for o in overrides)
-    third = {k: float(v) for k, v in study.trials[2].params.items()}
-    assert {k: float(drawn[k]) for k in ("loss.temperature", "data.batch_size")} == third != study.trials[0].params
-    results = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
-    assert results["best_value"] == study.best_value == max(t.value for t in study.trials)
+    fourth = {k: float(v) for k, v in stored.trials[3].params.items()}
+    assert {k: float(drawn[k]) for k in ("loss.temperature", "data.batch_size")} == fourth
+    assert all(fourth != {k: float(v) for k, v in t.params.items()} for t in stored.trials[:3])  # a new point
+    results = yaml.safe_load((base / "second" / "optimization_results.yaml").read_text())
+    best = max(t.value for t in stored.trials if t.state == complete)
+    assert results["best_value"] == stored.best_value == best
 
 
 # ---- the checks before a study --------------------------------------------------------------------------
 
 
 def _hydra_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train_ssl", overrides=overrides, return_hydra_config=True)
+    return compose_config("train_ssl", overrides, hydra=True)
 
 
 def test_the_study_maximises_unless_told_otherwise() -> None:
@@ -200,6 +206,16 @@ def test_a_trial_that_draws_no_validation_split_fails_alone(tmp_path: Path) -> N
     assert status["error"].startswith("data.val_size=0 leaves no validation metric for the Optuna sweeper")
 
 
+def test_a_study_without_a_validation_split_is_refused_before_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    """CheckConfig.on_multirun_start, which Hydra calls before the sweeper draws a trial: one line, exit 2."""
+    with pytest.raises(SystemExit) as caught:
+        CheckConfig().on_multirun_start(_hydra_config(["sweep=temperature_batch", "data.val_size=0"]))
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: data.val_size=0 leaves no validation metric for the Optuna sweeper"
+    )
+
+
 def test_the_preset_needs_multirun(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _hydra_config(["sweep=temperature_batch"])
     assert "sweep" not in cfg  # a _global_ preset: it sets hydra.sweeper only, no key of the schema
@@ -210,74 +226,6 @@ def test_the_preset_needs_multirun(capsys: pytest.CaptureFixture[str]) -> None:
         capsys.readouterr().err
         == "error: sweep=temperature_batch is a search over many runs; run it with -m (multirun)\n"
     )
-
-
-class _Launcher:
-    """Hydra's launcher, as the sweeper sees it: each job returns value(x) for its override x=..."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def launch(self, overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
-        returns = []
-        for job in overrides:
-            ret = JobReturn(status=JobStatus.COMPLETED)
-            ret.return_value = self.value(float(dict(o.split("=") for o in job)["x"]))
-            returns.append(ret)
-        return returns
-
-
-def _sweep_in_process(
-    tmp_path: Path,
-    value: Any,
-    n_trials: int,
-    space: str = "x=choice(1,2,3)",
-    seed: int = 0,
-    storage: str | None = None,
-    study_name: str | None = None,
-) -> None:
-    """One invocation of hydra-optuna-sweeper 1.3's sweep over `space` (TPE, maximised, one job at a time),
-    with `_Launcher(value)` for the jobs; storage and study_name as hydra.sweeper.* gives them."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    sweeper = OptunaSweeperImpl(sampler, "maximize", storage, study_name, n_trials, 1, 0.0, None, None, None)
-    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    sweeper.launcher, sweeper.hydra_context, sweeper.job_idx = _Launcher(value), object(), 0
-    sweeper.sweep([space])
-
-
-def test_the_sweeper_records_a_none_return_as_a_failed_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The behaviour of hydra-optuna-sweeper 1.3 that the failure handling relies on: a job returning None
-    (what run_job returns for a failed multirun job) is a FAIL trial and the study asks for the next; with
-    no completed trial the sweeper ends in ValueError (run_script's case); NaN would crash the study."""
-    studies: list[optuna.study.Study] = []
-    create = optuna.create_study
-
-    def recorded(**kwargs: Any) -> optuna.study.Study:
-        studies.append(create(**kwargs))
-        return studies[-1]
-
-    monkeypatch.setattr(optuna, "create_study", recorded)
-    _sweep_in_process(tmp_path, lambda x: None if x == 2 else x, n_trials=4)
-    states = [t.state for t in studies[-1].trials]
-    assert len(states) == 4 and optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
-    assert all((t.state == optuna.trial.TrialState.FAIL) == (t.params["x"] == 2) for t in studies[-1].trials)
-    with pytest.raises(ValueError, match="No trials are completed yet"):
-        _sweep_in_process(tmp_path, lambda x: None, n_trials=2)
-    with pytest.raises(ValueError, match="Values were told"):  # tell(FAIL, values=[nan]) inside the sweeper
-        _sweep_in_process(tmp_path, lambda x: float("nan"), n_trials=1)
-
-
-def test_a_fixed_sampler_seed_repeats_its_draws_in_a_continued_study(tmp_path: Path) -> None:
-    """What docs/sweeps.md warns of: TPE draws its first 10 trials at random from its seed, so an invocation
-    with the seed of an earlier one, on the same stored study, repeats that one's points; a new seed draws
-    new ones. Each invocation builds its sampler afresh, as a new process does."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    for seed in (0, 0, 1):
-        _sweep_in_process(tmp_path, float, 2, "x=interval(0, 1)", seed, storage=url, study_name="s")
-    xs = [t.params["x"] for t in optuna.load_study(study_name="s", storage=url).trials]
-    assert len(xs) == 6 and xs[2:4] == xs[:2] and not set(xs[4:]) & set(xs[:4])
 
 
 # ---- the summary ------------------------------------------------------------------------------------------
@@ -346,5 +294,11 @@ def test_summary_of_a_study_marks_the_best_and_plots_its_samples(tmp_path: Path)
     # Without loss.temperature among the parameters the plot takes the next numeric one (or the job number).
     lr_rows = [_row("0", 0.4, **{"optimizer.lr": "0.001"}), _row("1", 0.5, **{"optimizer.lr": "0.01"})]
     mark_best(lr_rows)
+    assert _x_key(lr_rows, "loss.temperature", "data.batch_size") == "optimizer.lr"
     assert plot(lr_rows, tmp_path / "lr.png", samples=True) == "val_knn_top1"
-    assert (tmp_path / "lr.png").stat().st_size > 0
+    assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+    # Nothing numeric varies (a grid of optimizers): the jobs are plotted against their number.
+    by_name = [_row("0", 0.4, optimizer="adam"), _row("1", 0.5, optimizer="sgd")]
+    assert _x_key(by_name, "loss.temperature", "data.batch_size") is None
+    assert plot(by_name, tmp_path / "jobs.png") == "val_knn_top1"
+    assert (tmp_path / "jobs.png").read_bytes()[:4] == b"\x89PNG"

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from simclr.jobs.train_linear import train_linear
 from simclr.jobs.train_ssl import train_ssl
 from simclr.models.nets import CifarResNet
 from simclr.training.precision import choose_precision
 from simclr.training.probe import LinearProbe
-from tests.conftest import TINY_SSL, compose_config, probe_config
+from tests.helpers import compose_config, probe_config, ssl_config
 
 
 @pytest.mark.parametrize(
@@ -39,19 +39,24 @@ def test_auto_follows_the_cpu(
     assert choose_precision(explicit) == ("32-true", "trainer.precision as given")
 
 
-def test_a_bf16_run_records_its_precision_and_keeps_the_probe_layer_float32(cifar_root: Path, tmp_path: Path) -> None:
-    overrides = [*TINY_SSL, f"data.root={cifar_root}", "data.download=false", "trainer.max_epochs=1"]
-    cfg = compose_config("train_ssl", [*overrides, "trainer.precision=bf16-mixed", f"paths.output_dir={tmp_path}"])
+def test_a_bf16_run_records_its_precision_and_keeps_the_loss_and_the_probe_layer_float32(
+    cifar_root: Path, tmp_path: Path
+) -> None:
+    cfg = ssl_config(cifar_root, tmp_path, ["trainer.max_epochs=1", "trainer.precision=bf16-mixed"])
+    with open_dict(cfg):
+        cfg.trainer.callbacks = [{"_target_": "tests.callbacks.RecordBatches", "out_dir": str(tmp_path / "record")}]
     train_ssl(cfg)
+    steps = torch.load(tmp_path / "record" / "rank0_epoch0.pt", weights_only=True)
+    assert steps["loss_dtypes"] == ["torch.float32"]  # the callback also failed on any non-finite loss
     record = {"precision": "bf16-mixed", "precision_reason": "trainer.precision as given"}
     results = json.loads((tmp_path / "results.json").read_text())
     assert {k: results[k] for k in record} == record
-    assert results["test_knn_top1"] > 0.1  # the tiny dataset's classes differ in colour: well above chance
+    assert results["test_knn_top1"] > 0.3  # the tiny dataset's classes differ in colour: chance is 0.1
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["simclr_precision"] == record
     probe = probe_config(cifar_root, tmp_path / "probe", [f"ckpt={ckpt}", "trainer.precision=bf16-mixed"])
     probed = train_linear(probe)
-    assert (probed["precision"], probed["test_top1"] > 0.2) == ("bf16-mixed", True)
+    assert (probed["precision"], probed["test_top1"] > 0.3) == ("bf16-mixed", True)
 
 
 def test_the_probe_layer_computes_in_float32_under_autocast() -> None:

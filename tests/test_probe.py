@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -18,33 +17,15 @@ from simclr.jobs.train_linear import probe_encoder, train_linear
 from simclr.models.nets import CifarResNet
 from simclr.training.checkpoints import CONFIG_KEY, load_pretrained_encoder
 from simclr.training.probe import LinearProbe
-from tests.conftest import compose_config, probe_config
+from tests.callbacks import RecordProbeBatches
+from tests.helpers import compose_config, probe_config
 
 WELL_ABOVE_CHANCE = 0.3  # classes of distinct mean colours: 10% is chance; 0.36 to 0.66 measured here
 
 
-class RecordProbeBatches(pl.Callback):
-    """Keeps, in `RecordProbeBatches.last`, the indices (and features) of every training and validation batch."""
-
-    last: RecordProbeBatches | None = None
-
-    def __init__(self) -> None:
-        self.train: list[tuple[torch.Tensor, torch.Tensor]] = []  # (features, indices) per batch
-        self.val: list[torch.Tensor] = []
-        RecordProbeBatches.last = self
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.train.append((batch[0].detach().cpu(), batch[2].cpu()))
-
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self.val.append(batch[2].cpu())
-
-
 def _recording(cfg):  # noqa: ANN001, ANN202
     with open_dict(cfg):
-        cfg.trainer.callbacks = [{"_target_": "tests.test_probe.RecordProbeBatches"}]
+        cfg.trainer.callbacks = [{"_target_": "tests.callbacks.RecordProbeBatches"}]
     return cfg
 
 
@@ -97,6 +78,11 @@ def test_probe_of_checkpoint_writes_results(
     # The classifier acts on 32-d backbone features of the width-4 encoder, not on the head's output.
     encoder, _ = load_pretrained_encoder(ssl_checkpoint)
     assert encoder.feature_dim == 32
+    # The probe's own checkpoint is no encoder to probe: refused before anything is written.
+    again = tmp_path / "again"
+    with pytest.raises(CheckpointError, match="is a probe checkpoint, but a pretrain checkpoint is needed"):
+        train_linear(probe_config(cifar_root, again, [f"ckpt={tmp_path / 'checkpoints' / 'probe.ckpt'}"]))
+    assert not again.exists()
 
 
 def test_encoder_rebuilt_with_checkpoint_weights(ssl_checkpoint: Path) -> None:
@@ -204,46 +190,6 @@ def test_without_validation_split(cifar_root: Path, ssl_checkpoint: Path, tmp_pa
     results = train_linear(probe_config(cifar_root, tmp_path, [f"ckpt={ssl_checkpoint}", "data.val_size=0"]))
     assert results["val_top1"] is None and results["selection"] == "test"
     assert results["same_split_as_pretraining"] is False  # pretraining held 50 images out
-
-
-def _expect_refusal(cifar_root: Path, tmp_path: Path, ckpt: Path, error: type, message: str) -> None:
-    out = tmp_path / "probe_out"
-    with pytest.raises(error, match=message):
-        train_linear(probe_config(cifar_root, out, [f"ckpt={ckpt}"]))
-    assert not (out / "results.json").exists()
-
-
-def test_missing_checkpoint(cifar_root: Path, tmp_path: Path) -> None:
-    _expect_refusal(cifar_root, tmp_path, tmp_path / "nope.ckpt", CheckpointError, "nope.ckpt does not exist")
-
-
-@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint", bytes(range(256)) * 10])
-def test_file_that_is_not_a_checkpoint(cifar_root: Path, tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "bogus.ckpt"
-    path.write_bytes(content)
-    _expect_refusal(cifar_root, tmp_path, path, CheckpointError, "not a readable PyTorch checkpoint")
-    assert path.read_bytes() == content
-
-
-def test_torch_file_of_something_else(cifar_root: Path, tmp_path: Path) -> None:
-    path = tmp_path / "weights.pt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
-    _expect_refusal(cifar_root, tmp_path, path, CheckpointError, "not a checkpoint of this project")
-
-
-def test_probe_checkpoint_is_refused(cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path) -> None:
-    train_linear(probe_config(cifar_root, tmp_path / "first", [f"ckpt={ssl_checkpoint}", "trainer.max_epochs=1"]))
-    probe_ckpt = tmp_path / "first" / "checkpoints" / "probe.ckpt"
-    _expect_refusal(cifar_root, tmp_path, probe_ckpt, CheckpointError, "is a probe checkpoint, but a pretrain")
-
-
-def test_checkpoint_whose_weights_do_not_match_its_config(ssl_checkpoint: Path, tmp_path: Path) -> None:
-    ckpt = torch.load(ssl_checkpoint, map_location="cpu", weights_only=True)
-    ckpt["simclr_config"]["model"]["width"] = 8
-    path = tmp_path / "edited.ckpt"
-    torch.save(ckpt, path)
-    with pytest.raises(CheckpointError, match="do not match the architecture"):
-        load_pretrained_encoder(path)
 
 
 def test_ckpt_and_model_are_exclusive(cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path) -> None:

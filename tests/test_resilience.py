@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,29 +24,26 @@ from simclr.jobs.cli import run_job
 from simclr.jobs.train_linear import train_linear
 from simclr.jobs.train_ssl import train_ssl
 from simclr.storage import human
-from simclr.training.checkpoints import find_checkpoint, resolve_ckpt_path
+from simclr.training.checkpoints import find_checkpoint
 from simclr.training.resilience import AtomicCheckpointIO, DivergenceError
-from tests.conftest import REPO, TINY_SSL
-
-EPOCHS = 4
-
-
-def _script_args(cifar_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO / "train_ssl.py"),
-        *TINY_SSL,
-        f"data.root={cifar_root}",
-        "data.download=false",
-        f"trainer.max_epochs={EPOCHS}",
-        "trainer.check_val_every_n_epoch=100",
-        f"hydra.run.dir={run_dir}",
-        *extra,
-    ]
+from simclr.training.resume import resolve_ckpt_path
+from tests.helpers import (
+    TINY_SSL,
+    TinyRun,
+    compose_config,
+    error_lines,
+    probe_config,
+    run_entry_point,
+    sha256,
+    ssl_config,
+    start_entry_point,
+    tree_digest,
+)
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+def _cli_args(cifar_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """train_ssl.py's command line for the tiny run (tests/conftest.py's ssl_run) in run_dir."""
+    return [*TINY_SSL, f"data.root={cifar_root}", f"hydra.run.dir={run_dir}", *extra]
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -61,23 +56,15 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    done = subprocess.run(_script_args(cifar_root, run), env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return run
-
-
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_the_same_weights(cifar_root: Path, tmp_path: Path, uninterrupted: Path, sig) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_run_resumes_to_the_same_weights(cifar_root: Path, tmp_path: Path, ssl_run: TinyRun, sig) -> None:
+    """train_ssl.py stopped by a signal in its second epoch, then resumed: the weights and the losses of the tiny
+    run that was never stopped (ssl_run, the same config)."""
     run = tmp_path / "run"
     slow = "+trainer.callbacks=[{_target_: tests.callbacks.SlowDown, seconds: 0.3}]"
-    proc = subprocess.Popen(
-        _script_args(cifar_root, run, slow), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    proc = start_entry_point("train_ssl.py", *_cli_args(cifar_root, run, slow))
     deadline = time.time() + 240
-    while not (run / "checkpoints" / "epoch0001.ckpt").exists():  # two epochs done, the third under way
+    while not (run / "checkpoints" / "epoch0000.ckpt").exists():  # one epoch done, the second under way
         assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
         time.sleep(0.05)
     time.sleep(0.5)
@@ -87,16 +74,13 @@ def test_killed_run_resumes_to_the_same_weights(cifar_root: Path, tmp_path: Path
     if sig == signal.SIGTERM:
         assert "stopped by SIGTERM" in stderr and "ckpt_path=last" in stderr
     killed_at = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert killed_at["epoch"] == 1  # the last complete epoch, intact
+    assert killed_at["epoch"] == 0  # the last complete epoch, intact
 
-    resumed = subprocess.run(
-        _script_args(cifar_root, run, "ckpt_path=last"), env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ref, got = _weights(uninterrupted), _weights(run)
+    train_ssl(ssl_config(cifar_root, run, ["ckpt_path=last"]))  # the job the script runs, in this process
+    ref, got = _weights(ssl_run.dir), _weights(run)
     for name, value in ref.items():
         torch.testing.assert_close(got[name], value, atol=1e-6, rtol=0, msg=name)
-    ref_losses, got_losses = _losses(uninterrupted), _losses(run)
+    ref_losses, got_losses = _losses(ssl_run.dir), _losses(run)
     assert sorted(got_losses) == sorted(ref_losses)  # the metrics logged before the kill were kept
     for step, loss in ref_losses.items():
         assert got_losses[step] == pytest.approx(loss, abs=1e-6), step
@@ -144,10 +128,6 @@ def test_find_checkpoint_of_a_file_or_a_run_directory(tmp_path: Path) -> None:
         resolve_ckpt_path(str(tmp_path / "empty"), tmp_path)
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize("check_every", [1, 1000])
 def test_divergence_stops_without_overwriting_the_last_good_checkpoint(ssl_cfg: DictConfig, check_every: int) -> None:
     """Poison a weight in epoch 1; with check_every=1000 the loss check never fires, the save guard does."""
@@ -155,7 +135,6 @@ def test_divergence_stops_without_overwriting_the_last_good_checkpoint(ssl_cfg: 
     with open_dict(ssl_cfg):
         ssl_cfg.divergence.check_every_n_steps = check_every
         ssl_cfg.trainer.callbacks = [{"_target_": "tests.callbacks.PoisonWeights", "step": 8}]  # 6 steps per epoch
-        ssl_cfg.trainer.max_epochs = 3
     with pytest.raises(
         DivergenceError,
         match=r"training diverged at step \d+ .*last good checkpoint.*kept.*"
@@ -174,7 +153,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
-    before = _sha(path)
+    before = sha256(path)
 
     def dies_half_way(obj: object, f) -> None:  # a kill during the write, as far as the file can tell
         f.write(b"PK\x03\x04 partial")
@@ -184,49 +163,25 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
-    assert _sha(path) == before and torch.load(path, weights_only=True) == {"step": 1}
+    assert sha256(path) == before and torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
 
 def test_periodic_checkpoints_are_bounded(ssl_cfg: DictConfig) -> None:
     with open_dict(ssl_cfg):
         ssl_cfg.checkpoint.keep = 2
-        ssl_cfg.trainer.max_epochs = 4
+        ssl_cfg.trainer.max_epochs = 3
     train_ssl(ssl_cfg)
     names = sorted(p.name for p in (Path(ssl_cfg.paths.output_dir) / "checkpoints").iterdir())
-    assert names == ["epoch0002.ckpt", "epoch0003.ckpt", "last.ckpt"]
+    assert names == ["epoch0001.ckpt", "epoch0002.ckpt", "last.ckpt"]
 
 
-def test_a_new_run_never_writes_over_another_runs_checkpoints(ssl_cfg: DictConfig) -> None:
-    train_ssl(ssl_cfg)
-    run = Path(ssl_cfg.paths.output_dir)
-    before = {p.name: _sha(p) for p in (run / "checkpoints").iterdir()}
+def test_a_new_run_never_writes_over_another_runs_checkpoints(ssl_run: TinyRun, ssl_cfg: DictConfig) -> None:
+    run = _copy_run(ssl_run.dir, Path(ssl_cfg.paths.output_dir))
+    before = {p.name: sha256(p) for p in (run / "checkpoints").iterdir()}
     with pytest.raises(CheckpointError, match="already holds checkpoints of another run.*ckpt_path=last"):
         train_ssl(ssl_cfg)
-    assert {p.name: _sha(p) for p in (run / "checkpoints").iterdir()} == before
-
-
-def test_concurrent_runs_get_their_own_directories(cifar_root: Path, tmp_path: Path) -> None:
-    """Two runs started together with the default run directory never share it."""
-    args = [
-        sys.executable,
-        str(REPO / "train_ssl.py"),
-        *TINY_SSL,
-        f"data.root={cifar_root}",
-        "data.download=false",
-        "trainer.max_epochs=1",
-        "trainer.check_val_every_n_epoch=100",
-    ]
-    procs = [
-        subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for p in procs:
-        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
-    runs = sorted(tmp_path.glob("runs/ssl/*/*"))
-    assert len(runs) == 2
-    for run in runs:
-        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "status.json").is_file()
+    assert {p.name: sha256(p) for p in (run / "checkpoints").iterdir()} == before
 
 
 @pytest.fixture(scope="module")
@@ -234,19 +189,9 @@ def legacy_checkpoint(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory
     """A checkpoint as written before model.head.output_norm existed: trained with a plain Linear output
     (output_norm=none, the only head there was), with no output_norm in its stored config."""
     from simclr.training.checkpoints import CONFIG_KEY
-    from tests.conftest import compose_config
 
     run = tmp_path_factory.mktemp("legacy_run")
-    overrides = [
-        f"data.root={cifar_root}",
-        "data.download=false",
-        "trainer.max_epochs=1",
-        "model.head.output_norm=none",
-    ]
-    cfg = compose_config("train_ssl", TINY_SSL + overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-    train_ssl(cfg)
+    train_ssl(ssl_config(cifar_root, run, ["trainer.max_epochs=1", "model.head.output_norm=none"]))
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     del ckpt[CONFIG_KEY]["model"]["head"]["output_norm"]
     path = run / "legacy.ckpt"
@@ -342,7 +287,7 @@ def test_a_full_disk_at_a_checkpoint_write_is_named_and_costs_nothing(
     ckpts = run / "checkpoints"
     ckpts.mkdir(parents=True)
     shutil.copy2(ssl_checkpoint, ckpts / "last.ckpt")
-    before = _sha(ckpts / "last.ckpt")
+    before = sha256(ckpts / "last.ckpt")
     monkeypatch.setattr(torch, "save", fails)
     monkeypatch.setattr("simclr.training.resilience.free_bytes", lambda folder: 12345)  # what the message reports
     if fails is _no_errno:  # no errno in the chain: the free space decides
@@ -356,13 +301,13 @@ def test_a_full_disk_at_a_checkpoint_write_is_named_and_costs_nothing(
     size = human((ckpts / "last.ckpt").stat().st_size)
     assert str(full.value) == (
         f"cannot write {ckpts / 'epoch0001.ckpt'}: no space left on the device (12.1 KiB free in {ckpts}); "
-        f"the newest intact checkpoint is {ckpts / 'last.ckpt'} (end of epoch 0, {size}): free space there, or keep "
+        f"the newest intact checkpoint is {ckpts / 'last.ckpt'} (end of epoch 1, {size}): free space there, or keep "
         f"fewer checkpoints (checkpoint.keep=N, a larger checkpoint.every_n_epochs), then resume with "
         f"ckpt_path=last hydra.run.dir={run}"
     )
     assert full.value.path == ckpts / "epoch0001.ckpt" and full.value.free == 12345
     assert [p.name for p in ckpts.iterdir()] == ["last.ckpt"]  # no partial or temporary file
-    assert _sha(ckpts / "last.ckpt") == before
+    assert sha256(ckpts / "last.ckpt") == before
 
 
 @pytest.fixture
@@ -406,34 +351,34 @@ def _fail_at_the_third_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_full_disk_ends_the_run_with_one_line_and_every_checkpoint_loads(
-    cifar_root: Path, tmp_path: Path, small_disk: Path | None, ssl_cfg: DictConfig, monkeypatch, capsys
+    small_disk: Path | None, ssl_cfg: DictConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """On a real 6 MiB file system where one can be mounted (the run stops where the space runs out), else
-    with ENOSPC simulated at the third checkpoint write; then the resume command the message gives works."""
-    if small_disk is not None:
-        run = small_disk / "run"
+    with ENOSPC simulated at the third checkpoint write; then the resume command the message gives works.
+    The job runs as the script runs it (run_job: one line, exit status 2), in this process."""
+    epochs = 4
+    run = Path(ssl_cfg.paths.output_dir) if small_disk is None else small_disk / "run"
+    with open_dict(ssl_cfg):
+        ssl_cfg.paths.output_dir = str(run)
+        ssl_cfg.trainer.max_epochs = epochs
+    if small_disk is not None:  # room for three checkpoints of the tiny run (about 340 KiB each), not four
         (small_disk / "ballast").write_bytes(bytes(shutil.disk_usage(small_disk).free - 1200 * 1024))
-        done = subprocess.run(_script_args(cifar_root, run), env=_env(), capture_output=True, text=True, timeout=300)
-        status, stderr = done.returncode, done.stderr
     else:
-        run = Path(ssl_cfg.paths.output_dir)
-        with open_dict(ssl_cfg):
-            ssl_cfg.trainer.max_epochs = EPOCHS
         _fail_at_the_third_checkpoint(monkeypatch)
-        with pytest.raises(SystemExit) as stopped:
-            run_job(lambda: train_ssl(ssl_cfg), ssl_cfg)
-        monkeypatch.undo()
-        status, stderr = stopped.value.code, capsys.readouterr().err
-    assert status == 2, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    with pytest.raises(SystemExit) as stopped:
+        run_job(lambda: train_ssl(ssl_cfg), ssl_cfg)
+    monkeypatch.undo()
+    stderr = capsys.readouterr().err
+    assert stopped.value.code == 2, stderr[-3000:]
+    errors = error_lines(stderr)
     assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
     said = FULL_DISK.fullmatch(errors[0])
     assert said, errors[0]
     failed, newest = Path(said["path"]), Path(said["newest"])
     assert failed.parent == run / "checkpoints" == Path(said["folder"])
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]  # no temporary file left
-    epochs = {p: torch.load(p, weights_only=True)["epoch"] for p in (run / "checkpoints").glob("*.ckpt")}  # all load
-    assert epochs[newest] == int(said["epoch"]) == max(epochs.values())
+    epochs_saved = {p: torch.load(p, weights_only=True)["epoch"] for p in (run / "checkpoints").glob("*.ckpt")}
+    assert epochs_saved[newest] == int(said["epoch"]) == max(epochs_saved.values())  # and every one loads
     last = run / "checkpoints" / "last.ckpt"
     assert said["resume"] == (
         f"ckpt_path=last hydra.run.dir={run}" if newest == last else f"ckpt_path={newest} hydra.run.dir={run}"
@@ -445,30 +390,13 @@ def test_a_full_disk_ends_the_run_with_one_line_and_every_checkpoint_loads(
 
     if small_disk is not None:  # space freed, the command the message gives finishes the run
         (small_disk / "ballast").unlink()
-        resume = said["resume"].split()[0]  # and hydra.run.dir={run}, which _script_args passes
-        done = subprocess.run(_script_args(cifar_root, run, resume), env=_env(), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-    else:
-        with open_dict(ssl_cfg):
-            ssl_cfg.ckpt_path = said["resume"].split()[0].removeprefix("ckpt_path=")
-        train_ssl(ssl_cfg)
-    assert torch.load(last, weights_only=True)["epoch"] == EPOCHS - 1
+    with open_dict(ssl_cfg):
+        ssl_cfg.ckpt_path = said["resume"].split()[0].removeprefix("ckpt_path=")
+    train_ssl(ssl_cfg)
+    assert torch.load(last, weights_only=True)["epoch"] == epochs - 1
 
 
 # ---- damaged checkpoints -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def two_epochs(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run of two epochs: checkpoints/epoch0000.ckpt, epoch0001.ckpt and last.ckpt (epoch 1)."""
-    from tests.conftest import compose_config
-
-    run = tmp_path_factory.mktemp("two_epochs") / "run"
-    cfg = compose_config("train_ssl", TINY_SSL + [f"data.root={cifar_root}", "data.download=false"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-    train_ssl(cfg)
-    return run
 
 
 def _copy_run(run: Path, to: Path) -> Path:
@@ -504,33 +432,27 @@ def _damage(path: Path, how: str) -> str:
 
 @pytest.mark.parametrize("how", list(DAMAGE))
 def test_a_damaged_checkpoint_is_named_with_the_newest_intact_one(
-    two_epochs: Path, cifar_root: Path, tmp_path: Path, how: str
+    ssl_run: TinyRun, cifar_root: Path, tmp_path: Path, how: str
 ) -> None:
     """train_linear.py ckpt=<run dir> on a run whose last.ckpt is damaged."""
-    from tests.conftest import probe_config
-
-    run = _copy_run(two_epochs, tmp_path / "run")
+    run = _copy_run(ssl_run.dir, tmp_path / "run")
     last, intact = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "epoch0001.ckpt"
     damage = _damage(last, how)
-    before = _tree(run)
+    before = tree_digest(run)
     with pytest.raises(DamagedCheckpointError) as refused:
         train_linear(probe_config(cifar_root, tmp_path / "probe", [f"ckpt={run}"]))
     assert str(refused.value) == (
         f"{last} is not a readable PyTorch checkpoint: {damage}; the newest intact checkpoint beside it is {intact} "
         f"(end of epoch 1): pass ckpt={intact}"
     )
-    assert _tree(run) == before and not (tmp_path / "probe" / "results.json").exists()
+    assert tree_digest(run) == before and not (tmp_path / "probe" / "results.json").exists()
 
 
-def _tree(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): _sha(p) for p in sorted(run.rglob("*")) if p.is_file()}
-
-
-def test_ckpt_path_last_or_a_file_refuses_a_damaged_checkpoint(two_epochs: Path, ssl_cfg: DictConfig) -> None:
-    run = _copy_run(two_epochs, Path(ssl_cfg.paths.output_dir))
+def test_ckpt_path_last_or_a_file_refuses_a_damaged_checkpoint(ssl_run: TinyRun, ssl_cfg: DictConfig) -> None:
+    run = _copy_run(ssl_run.dir, Path(ssl_cfg.paths.output_dir))
     ckpts = run / "checkpoints"
     damage = _damage(ckpts / "last.ckpt", "truncated")
-    before = _tree(run)
+    before = tree_digest(run)
     said = (
         f"{ckpts / 'last.ckpt'} is not a readable PyTorch checkpoint: {damage}; the newest intact checkpoint beside "
         f"it is {ckpts / 'epoch0001.ckpt'} (end of epoch 1): pass ckpt_path={ckpts / 'epoch0001.ckpt'}"
@@ -544,7 +466,7 @@ def test_ckpt_path_last_or_a_file_refuses_a_damaged_checkpoint(two_epochs: Path,
         with pytest.raises(DamagedCheckpointError) as refused:
             train_ssl(ssl_cfg)
         assert str(refused.value) == said + more
-        assert _tree(run) == before  # nothing renamed, nothing written
+        assert tree_digest(run) == before  # nothing renamed, nothing written
 
 
 @pytest.mark.parametrize("value", ["auto", "last"])
@@ -565,20 +487,20 @@ def test_a_damaged_checkpoint_with_nothing_intact_beside_it_stops_the_run(ssl_cf
 
 
 def test_ckpt_path_auto_resumes_from_the_newest_intact_checkpoint_and_keeps_the_damaged_ones(
-    two_epochs: Path, ssl_cfg: DictConfig, caplog: pytest.LogCaptureFixture
+    ssl_run: TinyRun, ssl_cfg: DictConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    run = _copy_run(two_epochs, Path(ssl_cfg.paths.output_dir))
+    run = _copy_run(ssl_run.dir, Path(ssl_cfg.paths.output_dir))
     ckpts = run / "checkpoints"
     damage = _damage(ckpts / "last.ckpt", "truncated")
     _damage(ckpts / "epoch0001.ckpt", "zeroed")
-    damaged = {name: _sha(ckpts / name) for name in ("last.ckpt", "epoch0001.ckpt")}
+    damaged = {name: sha256(ckpts / name) for name in ("last.ckpt", "epoch0001.ckpt")}
     with open_dict(ssl_cfg):
         ssl_cfg.ckpt_path = "auto"
         ssl_cfg.trainer.max_epochs = 3
     with caplog.at_level("WARNING", logger="simclr"):
         train_ssl(ssl_cfg)
     kept = {p.name.split(".damaged-")[0]: p for p in ckpts.iterdir() if ".damaged-" in p.name}
-    assert {name: _sha(p) for name, p in kept.items()} == damaged  # kept byte for byte, under new names
+    assert {name: sha256(p) for name, p in kept.items()} == damaged  # kept byte for byte, under new names
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ckpt_path=auto")]
     assert notes == [
         f"ckpt_path=auto: {ckpts / 'last.ckpt'} cannot be read: {damage}; resuming from {ckpts / 'epoch0000.ckpt'} "
@@ -594,16 +516,14 @@ def test_ckpt_path_auto_resumes_from_the_newest_intact_checkpoint_and_keeps_the_
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 2
 
 
-def test_a_damaged_checkpoint_is_reported_once(two_epochs: Path, cifar_root: Path, tmp_path: Path) -> None:
+def test_a_damaged_checkpoint_is_reported_once(ssl_run: TinyRun, cifar_root: Path, tmp_path: Path) -> None:
     """The script prints the error line alone; the log file records it; torch's own words appear nowhere."""
-    run = _copy_run(two_epochs, tmp_path / "run")
+    run = _copy_run(ssl_run.dir, tmp_path / "run")
     _damage(run / "checkpoints" / "last.ckpt", "truncated")
-    done = subprocess.run(
-        _script_args(cifar_root, run, "ckpt_path=last"), env=_env(), capture_output=True, text=True, timeout=300
-    )
+    done = run_entry_point("train_ssl.py", *_cli_args(cifar_root, run, "ckpt_path=last"))
     assert done.returncode == 2
     output = done.stdout + done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(done.stderr)
     assert len(errors) == 1 and errors[0].startswith(f"error: {run / 'checkpoints' / 'last.ckpt'} is not a readable")
     assert output.count("is not a readable PyTorch checkpoint") == 1 and "zip archive" not in output
     assert (run / "train_ssl.log").read_text().count(errors[0].removeprefix("error: ")) == 1
@@ -615,7 +535,6 @@ def test_a_full_disk_while_logging_keeps_metrics_csv_whole_and_names_it(
     """Any write of the job, not only checkpoints: here the CSV logger's, reported by run_job's `user_error`."""
     from simclr.training.csv_logger import AppendingCSVLogger
     from simclr.training.resilience import user_error
-    from tests.conftest import compose_config
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -645,7 +564,7 @@ def test_a_full_disk_while_logging_keeps_metrics_csv_whole_and_names_it(
     monkeypatch.setattr("simclr.training.resilience.free_bytes", lambda folder: 0)
     said = str(user_error(full.value, cfg))
     assert said.startswith(f"cannot write {run / 'metrics.csv'}: no space left on the device (0 B free in {run}); ")
-    assert f"the newest intact checkpoint is {run / 'checkpoints' / 'last.ckpt'} (end of epoch 0, " in said
+    assert f"the newest intact checkpoint is {run / 'checkpoints' / 'last.ckpt'} (end of epoch 1, " in said
     logger.save()  # space again: the rows kept in memory are written
     with open(run / "metrics.csv", newline="") as f:
         assert [r["train/loss"] for r in csv.DictReader(f)] == ["4.0", "3.9"]

@@ -7,11 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig, open_dict
 
 from simclr.errors import ConfigError
 from simclr.jobs.train_ssl import train_ssl
-from simclr.training.optim import warmup_cosine
+from tests.helpers import TinyRun
 
 # The tiny dataset: 200 training images, batch 32 -> 6 optimizer steps per epoch.
 STEPS_PER_EPOCH = 6
@@ -25,12 +26,21 @@ def _run(ssl_cfg: DictConfig, out: Path, warmup_epochs: float = 1.0, **trainer: 
         for key, value in trainer.items():
             ssl_cfg.trainer[key] = value
     train_ssl(ssl_cfg)
-    with open(out / "metrics.csv") as f:
+    return _lrs(out)
+
+
+def _lrs(run: Path) -> list[tuple[int, float]]:
+    """(step, train/lr) of every logged step of a run."""
+    with open(run / "metrics.csv") as f:
         return [(int(r["step"]), float(r["train/lr"])) for r in csv.DictReader(f) if r.get("train/lr")]
 
 
 def _expected(step: int, total: int, warmup: int, peak: float) -> float:
-    return peak * warmup_cosine(step, total, warmup, 0.0)
+    """The documented schedule, written out here (not simclr.training.optim.warmup_cosine): the rate rises
+    linearly to the peak over the warm-up's steps, then follows half a cosine period down to 0 at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
 @pytest.mark.parametrize(
@@ -58,14 +68,31 @@ def test_warmup_and_cosine_follow_the_real_number_of_steps(
     assert after_peak == sorted(after_peak, reverse=True) and last < after_peak[0]
 
 
-def test_resumed_run_continues_the_same_schedule(ssl_cfg: DictConfig, tmp_path: Path) -> None:
-    full = dict(_run(ssl_cfg, tmp_path / "full", max_epochs=3))
+def test_the_tiny_runs_rates_by_hand(ssl_run: TinyRun) -> None:
+    """The 2-epoch tiny run (12 steps, warm-up 6) at a few steps, worked out by hand: peak x (s + 1) / 6 in
+    the warm-up; after it peak x 0.5 x (1 + cos(pi x (s - 6) / 6))."""
+    peak = ssl_run.cfg.optimizer.lr
+    lrs = dict(_lrs(ssl_run.dir))
+    hand = {0: 1 / 6, 2: 3 / 6, 5: 1.0, 6: 1.0, 8: 0.75, 9: 0.5, 11: (1 - math.sqrt(3) / 2) / 2}  # cos(5 pi / 6)
+    for step, fraction in hand.items():
+        assert lrs[step] == pytest.approx(peak * fraction, rel=1e-6), step
+
+
+def test_resumed_run_continues_the_same_schedule(ssl_run: TinyRun, ssl_cfg: DictConfig, tmp_path: Path) -> None:
+    """Resumed from the end of epoch 0 of the tiny run (same config): the same rate at every later step, the
+    same number of steps, and the checkpoint it resumed from left as it was."""
+    start = ssl_run.checkpoints / "epoch0000.ckpt"
+    before = start.read_bytes()
     with open_dict(ssl_cfg):
-        ssl_cfg.ckpt_path = str(tmp_path / "full" / "checkpoints" / "epoch0000.ckpt")
-    resumed = _run(ssl_cfg, tmp_path / "resumed", max_epochs=3)
-    assert [s for s, _ in resumed] == list(range(STEPS_PER_EPOCH, 3 * STEPS_PER_EPOCH))
+        ssl_cfg.ckpt_path = str(start)
+    resumed = _run(ssl_cfg, tmp_path / "resumed")
+    full = dict(_lrs(ssl_run.dir))
+    assert [s for s, _ in resumed] == list(range(STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH))
     for step, lr in resumed:
         assert lr == pytest.approx(full[step], rel=1e-6, abs=1e-12), step
+    last = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
+    assert start.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -7,28 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from PIL import Image
 
 from simclr.data.device_batches import DeviceBatches
 from simclr.data.per_image_batches import EpochBatchSampler, PerImageBatches, TwoViews
 from simclr.views.augment import SimCLRAugment
 from simclr.views.torchvision_reference import torchvision_pipeline
-from tests.conftest import compose_config
-
-
-def default_aug(**overrides: object) -> dict:
-    aug = OmegaConf.to_container(compose_config("train_ssl").augmentation, resolve=True)
-    return {**aug, **overrides}
-
-
-def uint8_images(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+from tests.helpers import default_augmentation, uint8_images
 
 
 def test_identity_settings_give_the_device_paths_normalised_image() -> None:
     """With the whole image cropped and every random op off, both backends give the same tensor."""
-    aug = default_aug(crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
+    aug = default_augmentation(crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
     transform = torchvision_pipeline(aug)
     images = uint8_images(4)
     views = torch.stack([transform(Image.fromarray(img.permute(1, 2, 0).numpy())) for img in images])
@@ -37,7 +28,7 @@ def test_identity_settings_give_the_device_paths_normalised_image() -> None:
 
 
 def test_pipeline_reads_every_config_key() -> None:
-    aug = default_aug(crop_scale=[0.3, 0.9], crop_ratio=[0.5, 2.0], flip_p=0.25, jitter_p=0.7, grayscale_p=0.1)
+    aug = default_augmentation(crop_scale=[0.3, 0.9], crop_ratio=[0.5, 2.0], flip_p=0.25, jitter_p=0.7, grayscale_p=0.1)
     aug.update(brightness=0.1, contrast=0.2, saturation=0.3, hue=0.05, blur_p=0.4, blur_sigma=[0.2, 1.5])
     steps = torchvision_pipeline(aug).transforms
     crop, flip, jitter, gray, blur = steps[:5]
@@ -46,7 +37,7 @@ def test_pipeline_reads_every_config_key() -> None:
     cj = jitter.transforms[0]
     assert (cj.brightness, cj.contrast, cj.saturation, cj.hue) == ((0.9, 1.1), (0.8, 1.2), (0.7, 1.3), (-0.05, 0.05))
     assert blur.transforms[0].sigma == (0.2, 1.5) and blur.transforms[0].kernel_size == (3, 3)
-    assert len(torchvision_pipeline(default_aug()).transforms) == 6  # blur_p=0: no blur step at all
+    assert len(torchvision_pipeline(default_augmentation()).transforms) == 6  # blur_p=0: no blur step at all
 
 
 @pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)])
@@ -65,7 +56,7 @@ def test_sampler_walks_the_device_batches_order(rank: int, world: int) -> None:
 
 def test_two_views_are_two_draws_of_one_image() -> None:
     images, labels = uint8_images(8), torch.arange(8)
-    data = TwoViews(images, labels, torchvision_pipeline(default_aug()))
+    data = TwoViews(images, labels, torchvision_pipeline(default_augmentation()))
     torch.manual_seed(0)
     v1, v2, label, index = data[5]
     assert v1.shape == v2.shape == (3, 32, 32) and v1.dtype == torch.float32
@@ -76,7 +67,7 @@ def test_two_views_are_two_draws_of_one_image() -> None:
 def test_worker_batches_are_seeded_from_the_run_seed() -> None:
     """Workers draw from (seed, rank): the same seed gives the same views, another seed other views."""
     images, labels = uint8_images(64), torch.arange(64) % 10
-    transform = torchvision_pipeline(default_aug())
+    transform = torchvision_pipeline(default_augmentation())
 
     def first_batch(seed: int) -> tuple[torch.Tensor, ...]:
         batches = PerImageBatches(images, labels, transform, batch_size=16, seed=seed, workers=1)

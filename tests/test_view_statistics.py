@@ -25,7 +25,7 @@ from PIL import Image
 from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD
 from simclr.views.augment import SimCLRAugment, build_augment
 from simclr.views.torchvision_reference import torchvision_pipeline
-from tests.test_torchvision_views import default_aug
+from tests.helpers import default_augmentation
 
 Z_MAX = 5.0  # a statistic differs when its means are this many standard errors apart
 IMAGES, REPEATS = 1000, 4
@@ -109,12 +109,12 @@ def torchvision_views(aug: dict, images: torch.Tensor, seed: int = 0) -> torch.T
 @pytest.fixture(scope="module")
 def reference() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     images = textured_images(IMAGES)
-    return images, view_statistics(torchvision_views(default_aug(), images), images.repeat(REPEATS, 1, 1, 1))
+    return images, view_statistics(torchvision_views(default_augmentation(), images), images.repeat(REPEATS, 1, 1, 1))
 
 
 def test_device_views_are_distributed_as_torchvisions(reference: tuple) -> None:
     images, expected = reference
-    got = view_statistics(device_views(build_augment(default_aug()), images), images.repeat(REPEATS, 1, 1, 1))
+    got = view_statistics(device_views(build_augment(default_augmentation()), images), images.repeat(REPEATS, 1, 1, 1))
     z = z_scores(got, expected)
     assert all(abs(v) < Z_MAX for v in z.values()), {k: round(v, 1) for k, v in z.items()}
 
@@ -136,6 +136,8 @@ def test_device_views_are_distributed_as_torchvisions(reference: tuple) -> None:
 def test_the_comparison_notices_one_wrong_setting(reference: tuple, setting: dict, moved: str) -> None:
     """The device pipeline with one setting off its reference value: that statistic moves past Z_MAX."""
     images, expected = reference
-    got = view_statistics(device_views(build_augment(default_aug(**setting)), images), images.repeat(REPEATS, 1, 1, 1))
+    got = view_statistics(
+        device_views(build_augment(default_augmentation(**setting)), images), images.repeat(REPEATS, 1, 1, 1)
+    )
     z = z_scores(got, expected)
     assert abs(z[moved]) >= Z_MAX, {k: round(v, 1) for k, v in z.items()}

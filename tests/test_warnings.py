@@ -11,7 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 from simclr.jobs.train_linear import train_linear
 from simclr.jobs.train_ssl import train_ssl
-from tests.conftest import probe_config
+from tests.helpers import probe_config
 
 EVAL_MODE = r"module\(s\) in eval mode at the start of training"
 

@@ -1,21 +1,21 @@
 """Per-pixel colour operations on batches: luma, blends, hue rotation, the jitter schedule and blur.
 
 The colour arithmetic of a view, kept apart from `simclr.views.augment.SimCLRAugment`, which draws the
-per-sample parameters and decides which sample gets which op. Every function takes a float batch
-(B, 3, H, W) in [0, 1] (blur: any C) and per-sample parameters as tensors, returns values in [0, 1], and
-is made of whole-batch ops that never read a device value on the host.
+per-sample parameters and decides which sample gets which op. Every function takes a float batch (B,
+3, H, W) in [0, 1] (blur: any C) and per-sample parameters as tensors, returns values in [0, 1], and is
+made of whole-batch ops that never read a device value on the host.
 
-The public ops (grayscale, adjust_brightness/contrast/saturation/hue, gaussian_blur) take (B,) factors
-and give torchvision's functional ops' results per sample (to 2e-4: torchvision weighs red 0.2989 in the
-luma). `jitter_slots` and `jitter_in_slots` apply brightness, contrast, saturation and hue in each
-sample's own random order without branching on it: a fixed schedule of seven slots, blend x3, hue,
-blend x3. A sample's ops that come before its hue go in the blend slots just before the hue slot, those
-after it in the slots just after; each blend slot computes clamp(lerp(other, x, f)) with a per-sample
-factor f and other = 0 (brightness), the mean luma (contrast) or the luma image (saturation), and a slot
-a sample does not use gets f = 1, which leaves it exactly unchanged. The slot table is one `scatter` of
-the inverse permutation; hue is one branchless HSV rotation, out_c = v - delta * clamp(min(k_c, 4 - k_c),
-0, 1). The constants they take (luma weights, hue offsets, blend kinds, idle slots) are float32 buffers
-of `SimCLRAugment`, so a step builds no tensor from host data.
+Per sample, the results equal torchvision's functional ops (to 2e-4: torchvision weighs red 0.2989 in
+the luma; tests/test_augment.py compares every jitter order). `jitter_slots` and `jitter_in_slots` apply
+brightness, contrast, saturation and hue in each sample's own random order without branching on it: a
+fixed schedule of seven slots, blend x3, hue, blend x3. A sample's ops that come before its hue go in
+the blend slots just before the hue slot, those after it in the slots just after; each blend slot
+computes clamp(lerp(other, x, f)) with a per-sample factor f and other = 0 (brightness), the mean luma
+(contrast) or the luma image (saturation), and a slot a sample does not use gets f = 1, which leaves it
+exactly unchanged. The slot table is one `scatter` of the inverse permutation; hue is one branchless HSV
+rotation, out_c = v - delta * clamp(min(k_c, 4 - k_c), 0, 1). The constants they take (luma weights, hue
+offsets, blend kinds, idle slots) are float32 buffers of `SimCLRAugment`, so a step builds no tensor
+from host data.
 """
 
 from __future__ import annotations
@@ -37,13 +37,6 @@ IDLE_SLOT = (1.0, 0.0, 0.0)
 _TINY = 1e-12
 
 
-def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 1, H, W) luma."""
-    r, g, b = x.unbind(1)
-    wr, wg, wb = GRAY_WEIGHTS
-    return (wr * r + wg * g + wb * b).unsqueeze(1)
-
-
 def _luma(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) luma, with (1 or B, 3, 1, 1) weights held on the device: two ops."""
     return (x * weights).sum(dim=1, keepdim=True)
@@ -55,30 +48,6 @@ def _mix(other: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Te
     lerp returns `x` itself, bit for bit, at factor 1, which makes the unused jitter slots identities.
     """
     return torch.lerp(other, x, factor).clamp(0, 1)
-
-
-def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Scales intensities by a per-sample factor (B,), clamped to [0, 1]. x: (B, 3, H, W) in [0, 1]."""
-    return (x * factor.view(-1, 1, 1, 1)).clamp(0, 1)
-
-
-def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blends each image (B, 3, H, W) in [0, 1] with its mean luma, per-sample factor (B,)."""
-    return _mix(grayscale(x).mean(dim=(1, 2, 3), keepdim=True), x, factor.view(-1, 1, 1, 1))
-
-
-def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blends each image (B, 3, H, W) in [0, 1] with its grayscale version, per-sample factor (B,)."""
-    return _mix(grayscale(x), x, factor.view(-1, 1, 1, 1))
-
-
-def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotates hue by a per-sample shift (B,) in turns, as torchvision's HSV round trip does.
-
-    x: (B, 3, H, W) in [0, 1]; returns the same shape, in [0, 1].
-    """
-    offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # HUE_OFFSETS
-    return _rotate_hue(x, torch.add(offsets, shift.view(-1, 1, 1, 1).to(x.dtype), alpha=6.0))
 
 
 def _rotate_hue(x: torch.Tensor, k0: torch.Tensor) -> torch.Tensor:
