@@ -11,12 +11,17 @@ from omegaconf import OmegaConf
 def probe_run_dir(ckpt: str | None) -> str:
     """Where a probe run writes: next to the pretraining run it evaluates.
 
-    <ssl run>/checkpoints/last.ckpt -> <ssl run>/linear/last_<time>; no ckpt -> runs/linear/random_<time>.
+    <ssl run>/checkpoints/last.ckpt or <ssl run> itself -> <ssl run>/linear/last_<time> (a run directory
+    without last.ckpt is probed at its newest checkpoint: newest_<time>); no ckpt -> runs/linear/random_<time>.
     """
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
     if not ckpt:
         return f"runs/linear/random_{stamp}"
     path = Path(ckpt)
+    if path.is_dir():
+        run = path.parent if path.name == "checkpoints" else path
+        held = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+        return str(run / "linear" / f"{'last' if (held / 'last.ckpt').is_file() else 'newest'}_{stamp}")
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return str(run / "linear" / f"{path.stem}_{stamp}")
 
