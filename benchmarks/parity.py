@@ -4,9 +4,9 @@ Runs `train_ssl.py` once per (backend, seed) with the same recipe, reads each ru
 reports the kNN top-1 of both backends and their difference (device minus torchvision, in points):
 
     python benchmarks/parity.py --out runs/parity                      # quick start, seeds 0 and 1
-    python benchmarks/parity.py --out runs/parity --seeds 0 -- experiment=quickstart trainer.max_epochs=2
+    python benchmarks/parity.py --out runs/parity --seeds 0 -- experiment=quickstart_short trainer.max_epochs=2
 
-Everything after `--` is the recipe, given to train_ssl.py for both backends (default: experiment=quickstart). A run
+Everything after `--` is the recipe, given to train_ssl.py for both backends (default: experiment=quickstart_short). A run
 whose directory already holds results.json is read, not rerun, so an interrupted comparison continues.
 Writes <out>/parity.json. The selection metric is val/knn_top1 (the validation split); test/knn_top1 is
 reported beside it.
@@ -24,7 +24,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("device", "torchvision")
-DEFAULT_RECIPE = ["experiment=quickstart"]
+DEFAULT_RECIPE = ["experiment=quickstart_short"]
 
 
 def run_one(out: Path, backend: str, seed: int, recipe: list[str]) -> dict[str, Any]:

@@ -67,5 +67,5 @@ def test_device_views_learn_as_well_as_torchvisions(tmp_path: Path, monkeypatch:
     implementations")."""
     if USER_THREADS is None:  # the runs use both cores, as the measurement did
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    report = compare(tmp_path, [0, 1], ["experiment=quickstart", f"data.root={REAL_ROOT}", "data.download=false"])
+    report = compare(tmp_path, [0, 1], ["experiment=quickstart_short", f"data.root={REAL_ROOT}", "data.download=false"])
     assert report["val_gap_points"] >= -0.3, report["mean"]
