@@ -462,10 +462,9 @@ def test_fallback_crop_is_central_as_in_torchvision() -> None:
 
 # ---- cost on the device ---------------------------------------------------------------------
 
-# Ops one view dispatches (`simclr.training.profiling`), whatever the batch size. Before the sync-free rewrite
-# the default config took 474 ops and 5 synchronising ones (488 with blur); after it, 120 (129 with
-# blur) and none; 126 (135) once the crop's sample positions were clamped to the box. The budgets leave
-# about 10% of room, so a regression fails here.
+# Ops one view dispatches (`simclr.training.profiling`), whatever the batch size: 126 by default, 135 with
+# blur (simclr/views/augment.py). Picking the jittered samples out with `nonzero` would cost 474, 5 of
+# them synchronising. The budgets leave about 10% of room, so a regression fails here.
 OP_BUDGETS = {"default": ({}, 139), "blur": ({"blur_p": 0.5}, 148)}
 
 

@@ -10,7 +10,7 @@ value at a time and checks that the comparison notices it, so the first test can
 
 On 20,000 views of real CIFAR-10 images no statistic reaches z 3. The largest is PIL's: it rounds every
 colour op down to uint8, so the reference's views are about 1/255 darker (z 2.2 to 2.8 on the channel
-means). Before the device crop's taps were held inside the box, its views were also 1.3% sharper (z 2.4).
+means). A device crop whose taps read pixels outside its box makes views 1.3% sharper (z 2.4).
 """
 
 from __future__ import annotations
