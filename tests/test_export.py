@@ -555,6 +555,9 @@ def test_wandb_run_logs_the_final_encoder_as_a_model_artifact(
     finally:
         if wandb.run is not None:
             wandb.run.finish()
+        # The offline run file is written by W&B's service process; tearing the service down waits until
+        # every record (the artifact's comes last) is on disk. A later W&B test starts a new service.
+        wandb.teardown()
     run_file = next((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     run_id = run_file.stem.removeprefix("run-")
     artifacts = []
