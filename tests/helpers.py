@@ -39,10 +39,8 @@ USER_THREADS = os.environ.get("OMP_NUM_THREADS")
 
 
 def use_one_thread() -> None:
-    """Called once by tests/conftest.py, before any test runs: torch on one thread (unless OMP_NUM_THREADS
-    says otherwise). The tests' tensors are tiny, so a second thread costs more in hand-offs than it
-    computes: a 2-epoch tiny pretraining took 1.1 s on one thread and 10-20 s on two while the other core
-    was busy. Timed runs of the real recipe ask for every core (`entry_point_env(all_cores=True)`)."""
+    """Called once by tests/conftest.py, before any test runs (the reason is above). Timed runs of the real
+    recipe ask for every core (`entry_point_env(all_cores=True)`)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 

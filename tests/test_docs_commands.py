@@ -20,7 +20,6 @@ import functools
 import re
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -31,9 +30,8 @@ from omegaconf.errors import OmegaConfBaseException
 import simclr  # noqa: F401  (registers the schemas and resolvers before anything composes)
 from simclr.config.rules import check
 from simclr.errors import ConfigError
+from tests.helpers import CONF, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # The commands the docs held when this test was written; fewer means the finder lost some (or a page did).
 MIN_COMMANDS = 64
