@@ -6,8 +6,9 @@ reports the kNN top-1 of both backends and their difference (device minus torchv
     python benchmarks/parity.py --out runs/parity                      # quick start, seeds 0 and 1
     python benchmarks/parity.py --out runs/parity --seeds 0 -- experiment=quickstart_short trainer.max_epochs=2
 
-Everything after `--` is the recipe, given to train_ssl.py for both backends (default: experiment=quickstart_short). A run
-whose directory already holds results.json is read, not rerun, so an interrupted comparison continues.
+Everything after `--` is the recipe, given to train_ssl.py for both backends (default:
+experiment=quickstart_short). A run whose directory already holds results.json is read, not rerun, so an
+interrupted comparison continues.
 Writes <out>/parity.json. The selection metric is val/knn_top1 (the validation split); test/knn_top1 is
 reported beside it.
 """
