@@ -12,7 +12,7 @@ In "error" mode any synchronising CUDA call (`.item()`, `nonzero`, a device-to-h
 host-to-device copy) raises at once, with the Python stack of the op that made it.
 
 Exit 0 and "sync check: N steps, no synchronisation" (or, without CUDA, a line saying nothing was
-checked: tests/test_sync_free.py checks the same steps on the CPU with a dispatch recorder); exit 1
+checked: tests/training/test_sync_free.py checks the same steps on the CPU with a dispatch recorder); exit 1
 with the error and its stack when a step synchronised; exit 2 when the run failed otherwise.
 Trailing arguments are Hydra overrides for train_ssl; --out writes the result as JSON.
 """
@@ -159,7 +159,7 @@ def report(status: int, record: dict[str, Any]) -> str:
     if not record["cuda"]:
         return (
             f"sync check: no CUDA device: {record['steps_run']} steps ran, nothing checked (sync debug mode "
-            f"needs a GPU; tests/test_sync_free.py checks these steps on the CPU)"
+            f"needs a GPU; tests/training/test_sync_free.py checks these steps on the CPU)"
         )
     return (
         f"sync check: {record['checked_steps']} steps, no synchronisation "

@@ -106,7 +106,7 @@ TINY_SSL = [
     *TINY_DATA,
     *QUIET,
     "trainer=cpu",
-    "trainer.precision=32-true",  # the same numbers on every CPU; tests/test_precision.py covers auto and bf16
+    "trainer.precision=32-true",  # the same numbers on every CPU; tests/training/test_precision.py covers auto and bf16
     "trainer.max_epochs=2",
     "trainer.check_val_every_n_epoch=1",
     "trainer.log_every_n_steps=1",

@@ -6,7 +6,7 @@ per-sample parameters and decides which sample gets which op. Every function tak
 made of whole-batch ops that never read a device value on the host.
 
 Per sample, the results equal torchvision's functional ops (to 2e-4: torchvision weighs red 0.2989 in
-the luma; tests/test_augment.py compares every jitter order). `jitter_slots` and `jitter_in_slots` apply
+the luma; tests/views/test_augment.py compares every jitter order). `jitter_slots` and `jitter_in_slots` apply
 brightness, contrast, saturation and hue in each sample's own random order without branching on it: a
 fixed schedule of seven slots, blend x3, hue, blend x3. A sample's ops that come before its hue go in
 the blend slots just before the hue slot, those after it in the slots just after; each blend slot

@@ -52,8 +52,8 @@ def test_runs_started_together_get_their_own_directories_and_a_probe_reads_one(
 # (script, overrides, the start of its one line): a config refused while Hydra composes it (simclr.jobs.cli's
 # run_script prints the line), and one refused by the rules in the CheckConfig callback Hydra calls before the
 # run directory exists (its SystemExit passes Hydra's callback wrapper). Both are refused before anything is
-# written. Every value each place refuses is tested in-process (tests/test_schema.py); a refusal by the job,
-# after the run directory exists: tests/test_resilience.py (a damaged checkpoint, reported once).
+# written. Every value each place refuses is tested in-process (tests/config/test_schema.py); a refusal by the job,
+# after the run directory exists: tests/training/test_resilience.py (a damaged checkpoint, reported once).
 REFUSALS = {
     "while Hydra composes": (
         "train_ssl.py",

@@ -1,7 +1,7 @@
 """`model.compile=true` compiles the step's device work (two views, encoder, head, NT-Xent) and
 changes nothing a user can measure: the same loss and gradients as the eager step, the same
 checkpoint keys. Compiling the step on 2 CPU cores takes 30 s to a minute, so that comparison is a slow test;
-the default run checks the wiring, and tests/test_augment.py compiles the augmentation, the part of the step
+the default run checks the wiring, and tests/views/test_augment.py compiles the augmentation, the part of the step
 written for it (one graph, the eager values)."""
 
 from __future__ import annotations

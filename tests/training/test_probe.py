@@ -200,7 +200,7 @@ def test_ckpt_and_model_are_exclusive(cifar_root: Path, ssl_checkpoint: Path, tm
 
 
 def test_the_probe_module_guards_its_own_api() -> None:
-    """The config refuses these while Hydra composes (tests/test_schema.py); direct callers get the same."""
+    """The config refuses these while Hydra composes (tests/config/test_schema.py); direct callers get the same."""
     encoder = CifarResNet("resnet_tiny", width=4)
     with pytest.raises(ConfigError, match="probe.optimizer='rmsprop' is not known; choose one of \\['adam', 'sgd'\\]"):
         LinearProbe(encoder, optimizer="rmsprop")

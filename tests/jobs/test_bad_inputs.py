@@ -2,8 +2,8 @@
 
 Through the jobs (`train_ssl(cfg)`, `train_linear(cfg)` after `check(cfg)`, as the scripts run them); one case
 per place a job refuses an input. The ways a file can be wrong for each reader are tested at the reader:
-data files in tests/test_data.py, damaged checkpoints in tests/test_resilience.py, config values in
-tests/test_schema.py, exports in tests/test_export.py.
+data files in tests/data/test_data.py, damaged checkpoints in tests/training/test_resilience.py, config values in
+tests/config/test_schema.py, exports in tests/jobs/test_export.py.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, ssl_checkpoint: Path) -> dic
     ckpt["simclr_config"]["model"]["arch"] = "resnet18"
     torch.save(ckpt, other_arch)
     ckpt = torch.load(ssl_checkpoint, map_location="cpu", weights_only=True)
-    ckpt[KIND_KEY] = "probe"  # what tells a probe checkpoint (train_linear.py writes a real one: tests/test_probe.py)
+    # What tells a probe checkpoint (train_linear.py writes a real one: tests/training/test_probe.py).
+    ckpt[KIND_KEY] = "probe"
     torch.save(ckpt, base / "probe.ckpt")
     return {
         "not_ckpt": not_ckpt,

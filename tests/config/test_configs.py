@@ -138,7 +138,7 @@ def test_everything_overridable_from_command_line() -> None:
 )
 def test_the_modules_guard_their_apis(override: str) -> None:
     """Direct callers of the modules, whose config `check` never saw (which refuses these first: the messages
-    are in tests/test_schema.py's RANGE_CASES), get a ConfigError naming the key."""
+    are in tests/config/test_schema.py's RANGE_CASES), get a ConfigError naming the key."""
     cfg = compose_config("train_ssl", [override])
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=re.escape(key.split(".")[-1])):

@@ -1,5 +1,6 @@
 """The Lightning path under DDP (two CPU processes, `trainer=ddp_sim`: tests/conftest.py's ddp_run) and under
-mixed precision on a GPU (on the CPU: tests/test_precision.py). A DDP run resumed: tests/test_randomness.py."""
+mixed precision on a GPU (on the CPU: tests/training/test_precision.py). A DDP run resumed:
+tests/training/test_randomness.py."""
 
 from __future__ import annotations
 

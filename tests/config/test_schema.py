@@ -17,7 +17,7 @@ from simclr.errors import ConfigError
 from simclr.jobs.cli import CheckConfig, describe
 from tests.helpers import CONF, compose_config
 
-# Every preset and group option composing and validating: tests/test_configs.py.
+# Every preset and group option composing and validating: tests/config/test_configs.py.
 
 
 def test_schema_defaults_are_the_default_options() -> None:
@@ -217,8 +217,8 @@ def test_a_broken_interpolation_is_one_line() -> None:
 
 
 # ---- the callback and the job: what the scripts run before anything is written ---------------------------
-# The scripts themselves (one line, exit status 2, nothing written): tests/test_e2e.py. A sweep job that breaks
-# a rule fails alone: tests/test_sweep.py.
+# The scripts themselves (one line, exit status 2, nothing written): tests/jobs/test_e2e.py. A sweep job that breaks
+# a rule fails alone: tests/jobs/test_sweep.py.
 
 
 @pytest.mark.parametrize(
