@@ -154,3 +154,20 @@ class RecordProbeBatches(pl.Callback):
         self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         self.val.append(batch[2].cpu())
+
+
+class RecordEncoderInputs(pl.Callback):
+    """Saves the (H, W) sizes the encoder saw in training and in evaluation, as {"train": [...], "eval": [...]}."""
+
+    def __init__(self, out_file: str) -> None:
+        self.out_file = Path(out_file)
+        self.sizes: dict[str, set[tuple[int, int]]] = {"train": set(), "eval": set()}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        def record(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            self.sizes["train" if module.training else "eval"].add(tuple(args[0].shape[-2:]))
+
+        pl_module.encoder.register_forward_pre_hook(record)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.save({k: sorted(v) for k, v in self.sizes.items()}, self.out_file)

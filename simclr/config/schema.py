@@ -89,6 +89,7 @@ class AugmentationConfig:
     blur_p: float = 0.0
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels
     blur_kernel_size: int = 3
+    size: int | None = None  # side of each view in pixels; None: the image's (32)
     backend: Backend = Backend.device  # torchvision: the per-image reference path, in CPU workers
     num_workers: int = 2  # CPU processes making views with backend=torchvision
 

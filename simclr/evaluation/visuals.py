@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from simclr.views.augment import SimCLRAugment
@@ -30,13 +31,18 @@ def new_figure(figsize: tuple[float, float]):  # noqa: ANN202 - (Figure, Axes)
 def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0, zoom: int = 3) -> np.ndarray:
     """uint8 images (n, 3, H, W) -> uint8 HWC grid: each column is an image over its two views.
 
-    Pixels are repeated `zoom` times each way, so that 32 x 32 images can be seen on a dashboard.
+    Pixels are repeated `zoom` times each way, so that 32 x 32 images can be seen on a dashboard; views
+    smaller than their image (`augmentation.size`) are scaled (nearest) to the image's size first.
 
     Draws from its own generator, so that showing views never shifts the training run's random stream.
     """
     gen = torch.Generator(device=images.device).manual_seed(seed)
     v1, v2 = augment(images, gen), augment(images, gen)
-    unnorm = lambda v: (v * augment.std + augment.mean).clamp(0, 1)  # noqa: E731
+
+    def unnorm(v: torch.Tensor) -> torch.Tensor:
+        v = F.interpolate(v, size=images.shape[-2:], mode="nearest") if v.shape[-2:] != images.shape[-2:] else v
+        return (v * augment.std + augment.mean).clamp(0, 1)
+
     grid = make_grid(torch.cat([images.float() / 255, unnorm(v1), unnorm(v2)]), nrow=len(images), padding=2)
     grid = grid.repeat_interleave(zoom, dim=1).repeat_interleave(zoom, dim=2)
     return (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)

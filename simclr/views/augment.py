@@ -97,7 +97,9 @@ class SimCLRAugment(nn.Module):
 
     Defaults are SimCLR's CIFAR-10 setting: crop scale (0.08, 1), ratio (3/4, 4/3), flip p=0.5,
     jitter strength 0.5 = (0.4, 0.4, 0.4, 0.1) applied with p=0.8 in a random order, grayscale p=0.2,
-    no blur. `forward` returns one view; call it twice for the two views of SimCLR.
+    no blur. `forward` returns one view; call it twice for the two views of SimCLR. `size` is the side of
+    the views in pixels (default: the image's); smaller views make a step cheaper, while features for
+    evaluation are still taken from whole images at full size.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class SimCLRAugment(nn.Module):
         blur_p: float = 0.0,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         blur_kernel_size: int = 3,
+        size: int | None = None,
         mean: tuple[float, float, float] = CIFAR10_MEAN,
         std: tuple[float, float, float] = CIFAR10_STD,
     ) -> None:
@@ -139,6 +142,9 @@ class SimCLRAugment(nn.Module):
         if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
             raise ConfigError(f"augmentation.blur_kernel_size={blur_kernel_size} must be odd and positive")
         self.blur_kernel_size = blur_kernel_size
+        if size is not None and not (isinstance(size, int) and size > 0):
+            raise ConfigError(f"augmentation.size={size} must be a positive number of pixels, or null (the image's)")
+        self.size = size
         buffer = lambda name, value: self.register_buffer(name, value, persistent=False)  # noqa: E731
         buffer("mean", _column(mean, 1, 3, 1, 1))
         buffer("std", _column(std, 1, 3, 1, 1))
@@ -219,19 +225,19 @@ class SimCLRAugment(nn.Module):
         return torch.addcmul(self._norm_shift, x, self._norm_scale)
 
     def forward(self, images: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> one augmented, normalised float32 view (B, 3, H, W)."""
+        """uint8 (B, 3, H, W) -> one augmented, normalised float32 view (B, 3, S, S), S = `size` (or H, W)."""
         b, _, h, w = images.shape
         return self.apply(images, self.sample_params(b, h, w, images.device, gen))
 
     def apply(self, images: torch.Tensor, p: AugmentParams) -> torch.Tensor:
-        """Applies given parameters: uint8 or [0, 1] float (B, 3, H, W) -> normalised float32.
+        """Applies given parameters: uint8 or [0, 1] float (B, 3, H, W) -> normalised float32 (B, 3, S, S).
 
         Every step is computed for the whole batch and kept per sample with `torch.where`, so the
         host never reads a device value and `torch.compile(fullgraph=True)` traces it whole.
         """
         per_sample = lambda flag: flag.view(-1, 1, 1, 1)  # noqa: E731
         x = images / 255.0 if images.dtype == torch.uint8 else images.float()
-        x = crop_and_flip(x, p.crop, p.flip)
+        x = crop_and_flip(x, p.crop, p.flip, self.size)
         x = torch.where(per_sample(p.jitter), self._color_jitter(x, p), x)
         x = torch.where(per_sample(p.grayscale), _luma(x, self._luma_weights), x)
         if self.blur_p > 0:

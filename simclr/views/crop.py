@@ -3,7 +3,8 @@
 The geometry of a view, kept apart from `simclr.views.augment.SimCLRAugment`, which holds the ranges
 as buffers and composes the view. Boxes are (B, 4) float (x0, y0, w, h) in pixels of the input image,
 drawn per sample exactly as torchvision's `RandomResizedCrop.get_params` draws one, and resampled to the
-full image size with one `affine_grid` + `grid_sample` for the whole batch, flip included. Neither step
+view size (the image's by default) with one `affine_grid` + `grid_sample` for the whole batch, flip
+included. Neither step
 reads a device value on the host or builds a tensor from host data.
 """
 
@@ -73,12 +74,17 @@ def _fallback_size(height: int, width: int, ratio_range: tuple[float, float]) ->
     return float(w), float(h)
 
 
-def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Resamples each crop box to the full image size with bilinear interpolation, mirrored where `flip`.
+def crop_and_flip(
+    x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, out_size: int | None = None
+) -> torch.Tensor:
+    """Resamples each crop box to an `out_size` x `out_size` view (default: the image's H x W) with bilinear
+    interpolation, mirrored where `flip`.
 
-    x: (B, C, H, W) float. boxes: (B, 4) pixels (x0, y0, w, h). flip: (B,) bool.
+    x: (B, C, H, W) float. boxes: (B, 4) pixels (x0, y0, w, h). flip: (B,) bool. Returns (B, C, S, S)
+    with S = `out_size`, or (B, C, H, W).
     The affine map sends output pixel centres onto the box's pixel grid (align_corners=False), so the
-    full-image box without flip reproduces the input exactly. Sample positions are held between the
+    full-image box without flip reproduces the input exactly at the image's size, and at half of it
+    averages each 2 x 2 block (as `avg_pool2d(x, 2)`). Sample positions are held between the
     centres of the box's first and last pixels, so the taps at its edges never read the pixels around it:
     crop, then resize, as torchvision's `resized_crop` and PIL do.
     """
@@ -90,7 +96,8 @@ def crop_and_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> t
     sx = torch.where(flip, -scale[:, 0], scale[:, 0])
     zero = torch.zeros_like(sx)
     theta = torch.stack([sx, zero, shift[:, 0], zero, scale[:, 1], shift[:, 1]], dim=1).view(b, 2, 3)
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)  # (B, H, W, 2) normalised (x, y)
+    out_h, out_w = (h, w) if out_size is None else (out_size, out_size)
+    grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)  # (B, S, S, 2) normalised (x, y)
     # The box's centre +- (its size - 1 pixel) / the image size: its first and last pixel centres.
     half = scale - size.reciprocal()  # (B, 2): (w - 1) / W, (h - 1) / H
     grid = grid.clamp((shift - half).view(b, 1, 1, 2), (shift + half).view(b, 1, 1, 2))

@@ -16,13 +16,14 @@ from torchvision import transforms as T
 from simclr.data.cifar import CIFAR10_MEAN, CIFAR10_STD
 
 
-def torchvision_pipeline(aug: dict[str, Any], size: int = 32) -> T.Compose:
+def torchvision_pipeline(aug: dict[str, Any], image_size: int = 32) -> T.Compose:
     """One SimCLR view of a PIL image as the public code makes it: crop, flip, jitter, grayscale, blur.
 
     `aug` is the `augmentation` config section. ColorJitter applies its four ops in a random order
-    per image, as `SimCLRAugment` does. Returns float32 (3, size, size), normalised with the CIFAR-10
-    mean and std.
+    per image, as `SimCLRAugment` does. Returns float32 (3, S, S), S = `aug["size"]` or `image_size`,
+    normalised with the CIFAR-10 mean and std.
     """
+    size = aug.get("size") or image_size
     steps: list[Any] = [
         T.RandomResizedCrop(size, scale=tuple(aug["crop_scale"]), ratio=tuple(aug["crop_ratio"])),
         T.RandomHorizontalFlip(aug["flip_p"]),

@@ -85,6 +85,21 @@ def test_limit_val_batches_0_switches_the_knn_evaluation_off(ssl_cfg: DictConfig
     )
 
 
+def test_smaller_views_train_the_encoder_and_evaluation_reads_whole_images(ssl_cfg: DictConfig) -> None:
+    """augmentation.size=16: the steps see 16 x 16 views, the kNN monitor whole 32 x 32 images."""
+    record = Path(ssl_cfg.paths.output_dir).parent / "sizes.pt"
+    with open_dict(ssl_cfg):
+        ssl_cfg.augmentation.size = 16
+        ssl_cfg.trainer.callbacks = [{"_target_": "tests.callbacks.RecordEncoderInputs", "out_file": str(record)}]
+    metrics = train_ssl(ssl_cfg)
+    assert torch.load(record) == {"train": [(16, 16)], "eval": [(32, 32)]}
+    assert metrics["val/knn_top1"] > WELL_ABOVE_CHANCE
+    ckpt = torch.load(
+        Path(ssl_cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
+    assert ckpt[CONFIG_KEY]["augmentation"]["size"] == 16
+
+
 def test_resume_from_missing_checkpoint_fails_early(ssl_cfg: DictConfig) -> None:
     with open_dict(ssl_cfg):
         ssl_cfg.ckpt_path = "runs/nowhere/last.ckpt"

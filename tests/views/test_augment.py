@@ -300,17 +300,21 @@ def random_boxes(b: int, size: int, seed: int) -> torch.Tensor:
     return torch.cat([xy, wh], 1).float()
 
 
-def test_crop_and_flip_equals_torchvisions_resized_crop() -> None:
+@pytest.mark.parametrize("view_size", [None, 24, 16, 40])
+def test_crop_and_flip_equals_torchvisions_resized_crop(view_size: int | None) -> None:
     """Crop, then resize: equal to torchvision's tensor `resized_crop` on the whole image, edges included
-    (the bilinear taps at the box's edges read none of the pixels around it)."""
+    (the bilinear taps at the box's edges read none of the pixels around it), at the image's size and at
+    smaller and larger view sizes."""
     size, b = 32, 48
+    out_size = view_size or size
     x = float_images(b, size, size, seed=22)
     boxes = random_boxes(b, size, seed=22)
-    out = crop_and_flip(x, boxes, torch.zeros(b, dtype=torch.bool))
-    flipped = crop_and_flip(x, boxes, torch.ones(b, dtype=torch.bool))
+    out = crop_and_flip(x, boxes, torch.zeros(b, dtype=torch.bool), view_size)
+    flipped = crop_and_flip(x, boxes, torch.ones(b, dtype=torch.bool), view_size)
+    assert out.shape == (b, 3, out_size, out_size)
     for i in range(b):
         x0, y0, w, h = (int(v) for v in boxes[i])
-        ref = TF.resized_crop(x[i], top=y0, left=x0, height=h, width=w, size=[size, size], antialias=False)
+        ref = TF.resized_crop(x[i], top=y0, left=x0, height=h, width=w, size=[out_size] * 2, antialias=False)
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0, msg=f"box {boxes[i].tolist()}")
         torch.testing.assert_close(flipped[i], TF.horizontal_flip(ref), atol=1e-5, rtol=0)
     torch.testing.assert_close(flipped, out.flip(-1), atol=1e-5, rtol=0)
@@ -336,6 +340,21 @@ def test_crop_and_flip_with_the_full_box_is_identity_or_mirror() -> None:
     out = crop_and_flip(x, boxes, flip)
     torch.testing.assert_close(out[~flip], x[~flip], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[flip], x[flip].flip(-1), atol=1e-5, rtol=0)
+
+
+def test_a_half_size_view_of_the_full_box_averages_each_2x2_block() -> None:
+    x = float_images(3, 32, 32, seed=26)
+    boxes = torch.tensor([[0.0, 0.0, 32.0, 32.0]]).expand(3, 4)
+    out = crop_and_flip(x, boxes, torch.zeros(3, dtype=torch.bool), 16)
+    torch.testing.assert_close(out, torch.nn.functional.avg_pool2d(x, 2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [24, 16])
+def test_views_take_the_configured_size_and_evaluation_the_image_size(size: int) -> None:
+    aug = build_augment({"size": size})
+    images = uint8_images(5, seed=27)
+    assert aug(images).shape == (5, 3, size, size)
+    assert aug.normalize(images).shape == (5, 3, 32, 32)
 
 
 def test_crop_and_flip_of_a_padded_image_equals_resizing_the_image() -> None:
@@ -417,6 +436,8 @@ def test_blur_is_applied_only_where_drawn() -> None:
         dict(blur_kernel_size=4),
         dict(blur_kernel_size=0),
         dict(blur_sigma=(2.0, 0.1)),
+        dict(size=0),
+        dict(size=-8),
     ],
 )
 def test_invalid_config_raises_config_error(kwargs: dict) -> None:

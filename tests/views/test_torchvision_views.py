@@ -38,6 +38,7 @@ def test_pipeline_reads_every_config_key() -> None:
     assert (cj.brightness, cj.contrast, cj.saturation, cj.hue) == ((0.9, 1.1), (0.8, 1.2), (0.7, 1.3), (-0.05, 0.05))
     assert blur.transforms[0].sigma == (0.2, 1.5) and blur.transforms[0].kernel_size == (3, 3)
     assert len(torchvision_pipeline(default_augmentation()).transforms) == 6  # blur_p=0: no blur step at all
+    assert torchvision_pipeline(default_augmentation(size=24)).transforms[0].size == (24, 24)
 
 
 @pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)])
