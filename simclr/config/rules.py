@@ -63,6 +63,7 @@ RANGES: dict[str, Range] = {
     },
     f"{_A}.hue": Range(0.0, 0.5, "a shift in turns of the hue circle, at most half a turn, e.g. 0.1"),
     f"{_A}.blur_kernel_size": _int(1, "an odd number of pixels, e.g. 3"),
+    f"{_A}.size": _int(1, "the views' side in pixels, e.g. 24 (null: the image's)", also=(None,)),
     "optimizer.lr": _pos("the rate at optimizer.base_batch_size images per step, e.g. 0.001 (adam) or 0.06 (sgd)"),
     "optimizer.base_batch_size": _int(1, "the batch at which optimizer.lr applies, e.g. 256"),
     "optimizer.weight_decay": Range(0.0, fix="0 disables it, e.g. 1e-6"),
@@ -134,6 +135,8 @@ def _bounds(r: Range) -> str:
 
 
 def _in_range(v: Any, r: Range) -> bool:
+    if v is None:
+        return None in r.also
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (r.integer and not isinstance(v, int)):
         return False
     if v in r.also:

@@ -145,6 +145,8 @@ RANGE_CASES = {
     "augmentation.crop_scale=[0.5,1.5]": "augmentation.crop_scale=[0.5, 1.5] must be [min, max]",
     "augmentation.grayscale_p=2": "augmentation.grayscale_p=2 must be in [0, 1]",
     "augmentation.blur_kernel_size=4": "augmentation.blur_kernel_size=4 must be odd;",
+    "augmentation.size=0": "augmentation.size=0 must be an integer >= 1 or null; the views' side in pixels",
+    "augmentation.size=-4": "augmentation.size=-4 must be an integer >= 1 or null;",
     "data.batch_size=0": "data.batch_size=0 must be an integer >= 1;",
     "data.eval_batch_size=0": "data.eval_batch_size=0 must be an integer >= 1;",
     "data.val_size=-1": "data.val_size=-1 must be an integer >= 0;",
@@ -201,6 +203,11 @@ def test_linear_only_checks() -> None:
         check(compose_config("train_linear", ["ckpt=x.ckpt", "trainer.max_epochs=0"]))
     with pytest.raises(ConfigError, match=r"^model\.compile=true must be false in train_linear\.py"):
         check(compose_config("train_linear", ["model=resnet18", "model.compile=true"]))
+
+
+def test_view_sizes_pass() -> None:
+    check(compose_config("train_ssl", ["augmentation.size=20"]))
+    check(compose_config("train_ssl", ["augmentation.size=null"]))
 
 
 def test_max_steps_may_end_the_run() -> None:
