@@ -40,7 +40,7 @@ def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0, zoom
     v1, v2 = augment(images, gen), augment(images, gen)
 
     def unnorm(v: torch.Tensor) -> torch.Tensor:
-        v = F.interpolate(v, size=images.shape[-2:], mode="nearest") if v.shape[-2:] != images.shape[-2:] else v
+        v = F.interpolate(v, size=images.shape[-2:], mode="nearest")  # a copy where the sizes are equal
         return (v * augment.std + augment.mean).clamp(0, 1)
 
     grid = make_grid(torch.cat([images.float() / 255, unnorm(v1), unnorm(v2)]), nrow=len(images), padding=2)

@@ -4,8 +4,7 @@ The geometry of a view, kept apart from `simclr.views.augment.SimCLRAugment`, wh
 as buffers and composes the view. Boxes are (B, 4) float (x0, y0, w, h) in pixels of the input image,
 drawn per sample exactly as torchvision's `RandomResizedCrop.get_params` draws one, and resampled to the
 view size (the image's by default) with one `affine_grid` + `grid_sample` for the whole batch, flip
-included. Neither step
-reads a device value on the host or builds a tensor from host data.
+included. Neither step reads a device value on the host or builds a tensor from host data.
 """
 
 from __future__ import annotations
