@@ -173,6 +173,7 @@ class ProbeConfig:
     batch_size: int = 512
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # augmented mode only
     batch_norm: bool = True
+    flip_average: bool = False
 
 
 @dataclass

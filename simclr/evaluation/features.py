@@ -21,6 +21,7 @@ def extract_features(
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     context: contextlib.AbstractContextManager | None = None,
     batch_size: int = 1024,
+    flip_average: bool = False,
 ) -> torch.Tensor:
     """Features of every image in `data`, in the order given: float32 (N, D) on `device`.
 
@@ -39,6 +40,10 @@ def extract_features(
         context: entered once around the whole pass, e.g. the Trainer's
             `precision_plugin.forward_context()` (autocast under bf16-mixed); None: full precision, or
             whatever context the caller is already in.
+        batch_size: images per encoder pass when `data` is a tensor.
+        flip_average: each image's features are the mean of its own and its mirror image's (flipped
+            left to right): a fixed feature map that two encoder passes per image buy, and one that does
+            not change when an image is mirrored.
     """
     if device is None:
         param = next(iter(encoder.parameters()), None)
@@ -55,7 +60,10 @@ def extract_features(
                 images = images.to(device, non_blocking=True)
                 if normalize is not None:
                     images = normalize(images)
-                out.append(encoder(images).float())
+                feats = encoder(images).float()
+                if flip_average:
+                    feats = (feats + encoder(images.flip(-1)).float()) / 2
+                out.append(feats)
     finally:
         for module, training in modes:
             module.training = training

@@ -23,7 +23,7 @@ from simclr.training.precision import choose_precision
 from simclr.training.probe import LinearProbe
 from simclr.training.trainer import build_trainer, probe_fit_warnings, resolved_config
 
-PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm")
+PROBE_KWARGS = ("mode", "optimizer", "lr", "momentum", "weight_decay", "crop_scale", "batch_norm", "flip_average")
 
 
 def probe_encoder(cfg: DictConfig) -> tuple[CifarResNet, dict[str, Any]]:
@@ -114,7 +114,8 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     print(
         f"linear probe: test top-1 {100 * test_top1:.2f}% | {val} | {model['arch']} width {model['width']}, "
         f"{source['encoder']} encoder{' from ' + source['ckpt'] if source['ckpt'] else ''} | "
-        f"protocol {probe_cfg['protocol']} ({probe_cfg['mode']} features, {probe_cfg['optimizer']}), "
+        f"protocol {probe_cfg['protocol']} ({probe_cfg['mode']}{' flip-averaged' if probe_cfg['flip_average'] else ''} "
+        f"features, {probe_cfg['optimizer']}), "
         f"{cfg.trainer.max_epochs} epochs, {results['wall_s']:.0f} s | {out / 'results.json'}"
     )
     return results

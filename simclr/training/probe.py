@@ -30,6 +30,8 @@ class LinearProbe(pl.LightningModule):
     mode "augmented": each training batch is randomly resized-cropped (scale `crop_scale`, ratio 3/4 to
         4/3, output 32 x 32) and flipped on the device before the frozen encoder; validation and test
         images are only normalised.
+    `flip_average`: the probe reads each image's features averaged with its mirror image's, in training
+    and evaluation alike (two encoder passes per image; `extract_features`).
     `batch_norm` puts a BatchNorm1d without affine parameters before the linear layer. `optimizer`
     "adam" (betas 0.9, 0.999) or "sgd" (with `momentum`, no Nesterov), at `lr`, cosine-annealed to 0
     over the run, stepped per batch; `weight_decay` on the linear layer.
@@ -49,6 +51,7 @@ class LinearProbe(pl.LightningModule):
         weight_decay: float = 0.0,
         crop_scale: tuple[float, float] = (0.08, 1.0),
         batch_norm: bool = True,
+        flip_average: bool = False,
     ) -> None:
         super().__init__()
         if mode not in choices(ProbeMode):
@@ -85,7 +88,12 @@ class LinearProbe(pl.LightningModule):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float images (B, 3, H, W) -> frozen backbone features (B, feature_dim), float32."""
-        return extract_features(self.encoder, [images], context=self.trainer.precision_plugin.forward_context())
+        return extract_features(
+            self.encoder,
+            [images],
+            context=self.trainer.precision_plugin.forward_context(),
+            flip_average=self.hparams.flip_average,
+        )
 
     def cached_features(self, split: str) -> torch.Tensor:
         """Features of every image of the "train" or "test" split, in dataset order, computed once."""
@@ -99,6 +107,7 @@ class LinearProbe(pl.LightningModule):
                 normalize=self.augment.normalize,
                 context=self.trainer.precision_plugin.forward_context(),
                 batch_size=datamodule.eval_batch_size,
+                flip_average=self.hparams.flip_average,
             )
         return self._cache[split]
 

@@ -49,3 +49,16 @@ def test_modes_are_restored_and_batches_may_be_tuples() -> None:
     assert {name: m.training for name, m in encoder.named_modules()} == before
     torch.testing.assert_close(from_tensor, from_tuples)
     assert extract_features(encoder, []).shape == (0, encoder.feature_dim)
+
+
+def test_flip_average_is_the_mean_of_both_orientations_and_mirror_invariant() -> None:
+    encoder = _encoder().eval()
+    images = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        expected = (encoder(images) + encoder(images.flip(-1))) / 2
+    averaged = extract_features(encoder, images, batch_size=4, flip_average=True)
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-5)
+    mirrored = extract_features(encoder, images.flip(-1), batch_size=4, flip_average=True)
+    torch.testing.assert_close(mirrored, averaged, rtol=1e-5, atol=1e-5)
+    # An encoder that is not itself mirror-invariant: the plain features of the mirror image differ.
+    assert not torch.allclose(extract_features(encoder, images.flip(-1)), extract_features(encoder, images), atol=1e-3)

@@ -145,6 +145,25 @@ def test_cache_holds_each_image_at_its_index(cifar_root: Path, tmp_path: Path) -
             torch.testing.assert_close(cache[i], alone[0], rtol=1e-4, atol=1e-5, msg=f"{split} image {i}")
 
 
+def test_flip_average_caches_the_mean_of_both_orientations(
+    cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path
+) -> None:
+    cfg = _recording(probe_config(cifar_root, tmp_path, [f"ckpt={ssl_checkpoint}", "probe.flip_average=true"]))
+    results = train_linear(cfg)
+    assert results["probe"]["flip_average"] is True and results["val_top1"] > WELL_ABOVE_CHANCE
+    encoder, _ = load_pretrained_encoder(ssl_checkpoint)
+    dm = CIFAR10DataModule(str(cifar_root), batch_size=32)
+    dm.setup()
+    feats, idx = RecordProbeBatches.last.train[0]
+    images, normalize = dm.train_set.images[idx], LinearProbe(encoder).augment.normalize
+    both = (
+        extract_features(encoder, images, normalize=normalize)
+        + extract_features(encoder, images.flip(-1), normalize=normalize)
+    ) / 2
+    torch.testing.assert_close(feats, both, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(feats, extract_features(encoder, images, normalize=normalize), atol=1e-3)
+
+
 def test_augmented_mode_runs(cifar_root: Path, ssl_checkpoint: Path, tmp_path: Path) -> None:
     cfg = _recording(probe_config(cifar_root, tmp_path, [f"ckpt={ssl_checkpoint}", "probe.mode=augmented"]))
     results = train_linear(cfg)
