@@ -167,10 +167,10 @@ class ProbeConfig:
     epochs: int = 100
     mode: ProbeMode = ProbeMode.cached
     optimizer: ProbeOptimizer = ProbeOptimizer.adam
-    lr: float = 1e-3
+    lr: float = 8e-3
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
-    batch_size: int = 512
+    batch_size: int = 4096
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # augmented mode only
     batch_norm: bool = True
     flip_average: bool = False
