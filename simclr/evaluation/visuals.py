@@ -18,14 +18,15 @@ from simclr.views.augment import SimCLRAugment
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def new_figure(figsize: tuple[float, float]):  # noqa: ANN202 - (Figure, Axes)
-    """A Figure outside pyplot: no global backend switch, safe in scripts, servers and notebooks."""
+def new_figure(figsize: tuple[float, float], ncols: int = 1):  # noqa: ANN202 - (Figure, Axes or array of Axes)
+    """A Figure outside pyplot: no global backend switch, safe in scripts, servers and notebooks; `ncols`
+    panels side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
-    return fig, fig.subplots()
+    return fig, fig.subplots(ncols=ncols)
 
 
 def view_pairs(images: torch.Tensor, augment: SimCLRAugment, seed: int = 0, zoom: int = 3) -> np.ndarray:

@@ -5,7 +5,8 @@ A bad value is refused once per job, with `error: <key>=<value> must be ...; <fi
   override): OmegaConf and Hydra raise, and `describe` builds the line from the exception's fields;
 - by `simclr.config.rules.check` (ranges, values that go together): for a single run in `CheckConfig.on_run_start`,
   before Hydra creates the run directory; for a multirun job in `run_job`, so that the job fails alone.
-Every job writes <output_dir>/status.json: {"status": "completed" | "failed", "error", "overrides", "wall_s"}.
+Every job writes <output_dir>/status.json: {"status": "completed" | "failed" | "pruned", "error", "overrides",
+"wall_s"}, and for a pruned trial "epoch", the epochs it trained.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from simclr.config.rules import check, show, suggest
 from simclr.config.schema import TrainSSLConfig, choices
 from simclr.errors import ConfigError, DiskFullError, first_line
-from simclr.jobs.optuna_study import check_optuna_sweep, optuna_sweep, study_without_a_completed_trial
+from simclr.jobs.optuna_study import check_optuna_sweep, optuna_sweep
 from simclr.jobs.reporting import finish_wandb, record_in_log_files, write_status
 from simclr.storage import file_being_written, no_space
 from simclr.training.resilience import disk_full_error, user_error
@@ -52,8 +53,7 @@ def run_script(hydra_main: Callable[[], Any]) -> None:
     user_wants_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        with study_without_a_completed_trial():
-            hydra_main()
+        hydra_main()
     except (HydraException, OmegaConfBaseException) as e:
         if user_wants_full_error:
             raise
@@ -192,7 +192,8 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     finish_wandb(failed=False)
-    write_status(out, "completed", time.perf_counter() - start)
+    pruned = result.get("pruned_at_epoch") if isinstance(result, dict) else None
+    write_status(out, "pruned" if pruned else "completed", time.perf_counter() - start, epoch=pruned)
     return result
 
 

@@ -1,44 +1,102 @@
-"""What an Optuna study of the scripts needs before and after its trials (hydra-optuna-sweeper).
+"""What an Optuna study of the scripts needs: its storage, sampler and pruner built from the sweeper config,
+and the checks before its first trial.
 
-The scripts return a validation top-1, so a study maximises: `check_optuna_sweep` sets
-hydra.sweeper.direction=maximize where the command line leaves the plugin's default (minimize), as if it
-were given there, and refuses a direction given as anything else. It refuses data.val_size=0 (no
-validation metric; a sweep never selects on test) before the study starts, and a trial that draws it
-fails alone. A stored study (hydra.sweeper.storage) must be named, and an SQLite file's folder exist.
-A study none of whose trials completed ends in the sweeper's ValueError (Optuna has no best trial):
-`study_without_a_completed_trial` writes the summary and ends with one line and exit status 1.
+The scripts return a validation top-1, so a study maximises it; with two objectives the second is the
+trial's wall time, minimised. Refused before any trial starts (`check_optuna_sweep`, from the Hydra callback
+`simclr.jobs.cli.CheckConfig`), each in one line with exit status 2: data.val_size=0 (no validation metric;
+a sweep never selects on test), another direction, a stored study without a name or whose folder is
+missing, and a pruner that could not work: without a validation monitor, with two objectives, with
+arguments its class does not take, or with an in-memory study under a launcher whose trials run in other
+processes (they could not reach it). A trial that draws data.val_size=0 fails alone.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from simclr.config.sweeper import PRUNER_CLASSES
 from simclr.errors import ConfigError
-from simclr.training.trainer import log
 
-# The study under way (set before its first trial): its sweep directory, and whether the script's config
-# has the end-of-sweep report (train_ssl.py: simclr.jobs.sweep.SweepReport), which writes a summary there.
-_study: dict = {}
+log = logging.getLogger("simclr")
+IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+SWEEPER = "hydra_plugins.simclr_optuna_sweeper.sweeper.OptunaSweeper"
 
 
 def optuna_sweep(hydra_cfg: DictConfig | None) -> bool:
-    """Whether a Hydra config (the `hydra` node) runs the Optuna sweeper."""
+    """Whether a Hydra config (the `hydra` node) runs this project's Optuna sweeper."""
     target = OmegaConf.select(hydra_cfg, "sweeper._target_", default="") if hydra_cfg is not None else ""
-    return "hydra_optuna_sweeper" in str(target)
+    return str(target) == SWEEPER
+
+
+def is_url(storage: str) -> bool:
+    """An SQLAlchemy URL (a database) rather than a file path (an Optuna journal file)."""
+    try:
+        sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        return False
+    return True
+
+
+def open_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
+    """hydra.sweeper.storage -> Optuna's storage: None (in memory), a database (RDBStorage) for a URL, or a
+    journal file (JournalStorage) for a path."""
+    if not storage:
+        return None
+    if not is_url(storage):
+        return JournalStorage(JournalFileBackend(str(storage)))
+    sqlite = sqlalchemy.engine.make_url(storage).get_backend_name() == "sqlite"
+    # Two sweeps writing one SQLite file wait for each other's lock rather than fail at once (sqlite3: 5 s).
+    engine = {"connect_args": {"timeout": 60}} if sqlite else None
+    return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+
+
+def directions(sweeper: DictConfig) -> list[str]:
+    """The study's directions: `directions` when given, else [`direction`]."""
+    given = sweeper.directions if sweeper.get("directions") else [sweeper.direction]
+    return [str(d) for d in given]
+
+
+def build_sampler(sampler: DictConfig, stored_trials: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler of `hydra/sweeper/sampler=`. A study continued from its storage draws new points: a seeded
+    sampler is seeded with seed + the number of stored trials (logged), not the seed that drew them."""
+    if stored_trials and OmegaConf.select(sampler, "seed") is not None:
+        seed = int(sampler.seed) + stored_trials
+        log.info("derived: sampler seed %d (hydra.sweeper.sampler.seed + %d stored trials)", seed, stored_trials)
+        return instantiate(sampler, seed=seed)
+    return instantiate(sampler)
+
+
+def build_pruner(sweeper: DictConfig) -> optuna.pruners.BasePruner:
+    """Optuna's pruner named by hydra.sweeper.pruner, with the hydra.sweeper.pruner_args that are set as its
+    keyword arguments (NopPruner for none)."""
+    name = str(sweeper.get("pruner", "none"))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    given = OmegaConf.to_container(sweeper.pruner_args) if sweeper.get("pruner_args") else {}
+    args: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    try:
+        return instantiate({"_target_": PRUNER_CLASSES[name], **args})
+    except InstantiationException as e:  # the class refused an argument (TypeError) or its value (ValueError)
+        cause = e.__cause__ or e
+        shown = " ".join(f"hydra.sweeper.pruner_args.{k}={v}" for k, v in args.items())
+        raise ConfigError(
+            f"{shown} does not fit hydra.sweeper.pruner={name} ({PRUNER_CLASSES[name]}: "
+            f"{str(cause).splitlines()[0]}); give that class's keyword arguments only (docs/sweeps.md)"
+        ) from e
 
 
 def check_optuna_sweep(config: DictConfig, job_only: bool = False) -> None:
-    """Before a study (`config` with its hydra node): a validation objective, maximised. With `job_only`,
-    for one trial's config: only the objective."""
+    """Before a study (`config` with its hydra node): a validation objective, maximised, and a pruner that can
+    work. With `job_only`, for one trial's config: only the objective."""
     if config.data.val_size == 0:
         raise ConfigError(
             "data.val_size=0 leaves no validation metric for the Optuna sweeper to maximise (a sweep never "
@@ -48,78 +106,56 @@ def check_optuna_sweep(config: DictConfig, job_only: bool = False) -> None:
     if job_only:
         return
     sweeper = config.hydra.sweeper
-    names = [
-        getattr(d, "name", str(d)) for d in (sweeper.direction if _many(sweeper.direction) else [sweeper.direction])
-    ]
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.hydra))
-    given = [o.get_value_element_as_str() for o in parsed if o.key_or_group == "hydra.sweeper.direction"]
-    if names != ["maximize"]:
-        if given or len(names) != 1:
-            raise ConfigError(
-                f"hydra.sweeper.direction={given[-1] if given else ','.join(names)} must be maximize: the script "
-                "returns one validation top-1; give hydra.sweeper.direction=maximize or leave it out"
-            )
-        # As if given on the command line: the sweeper is built from this config after the callbacks'
-        # start, and each trial's .hydra/hydra.yaml then records the direction the study used.
-        with read_write(config.hydra):
-            sweeper.direction = "maximize"
-            config.hydra.overrides.hydra.append("hydra.sweeper.direction=maximize")
-        log.info("Optuna sweep: direction maximize (the objective is a validation top-1)")
+    wanted = directions(sweeper)
+    if wanted not in (["maximize"], ["maximize", "minimize"]):
+        key = "directions" if sweeper.get("directions") else "direction"
+        raise ConfigError(
+            f"hydra.sweeper.{key}={','.join(wanted)} is not a study of the script's objectives: it returns a "
+            "validation top-1 (maximize) and, as a second objective, the trial's wall time (minimize); give "
+            "hydra.sweeper.direction=maximize or hydra.sweeper.directions=[maximize,minimize]"
+        )
     if sweeper.storage:
-        _check_storage(str(sweeper.storage), sweeper.study_name, OmegaConf.select(sweeper, "sampler.seed"))
-    callbacks = config.hydra.get("callbacks") or {}
-    _study["dir"] = Path(config.hydra.sweep.dir)
-    _study["reported"] = any("SweepReport" in str(c.get("_target_", "")) for c in callbacks.values())
+        _check_storage(str(sweeper.storage), sweeper.study_name)
+    if str(sweeper.pruner) != "none":
+        _check_pruner(config, len(wanted))
 
 
-def _check_storage(storage: str, study_name: str | None, seed: int | None) -> None:
+def _check_pruner(config: DictConfig, objectives: int) -> None:
+    sweeper, name = config.hydra.sweeper, f"hydra.sweeper.pruner={config.hydra.sweeper.pruner}"
+    if objectives > 1:
+        raise ConfigError(
+            f"{name} needs one objective: Optuna prunes single-objective studies only; leave out "
+            "hydra.sweeper.directions or give hydra.sweeper.pruner=none"
+        )
+    if config.trainer.get("limit_val_batches") == 0:
+        raise ConfigError(
+            f"{name} needs the validation kNN monitor, which trainer.limit_val_batches=0 switches off; leave "
+            "trainer.limit_val_batches out or give hydra.sweeper.pruner=none"
+        )
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    if not sweeper.storage and launcher != IN_PROCESS_LAUNCHER:
+        raise ConfigError(
+            f"{name} with trials run in other processes ({launcher.rpartition('.')[2]}) needs a study they can "
+            "reach; give hydra.sweeper.storage=sqlite:///runs/optuna.db (or a journal file) and "
+            "hydra.sweeper.study_name=NAME"
+        )
+    build_pruner(sweeper)
+
+
+def _check_storage(storage: str, study_name: str | None) -> None:
     """A stored study (hydra.sweeper.storage): named, so that the next command continues it instead of
-    starting another; an SQLite file in a folder that exists. A continued study with a fixed sampler seed
-    would draw the earlier command's first points again: said, with the fix."""
+    starting another; an SQLite or journal file in a folder that exists."""
     if not study_name:
         raise ConfigError(
             f"hydra.sweeper.storage={storage} needs hydra.sweeper.study_name=NAME: without a name every command "
             "starts a new study in the file instead of continuing one"
         )
-    url = sqlalchemy.engine.make_url(storage)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).parent.is_dir():
+    if is_url(storage):
+        url = sqlalchemy.engine.make_url(storage)
+        path = Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+    else:
+        path = Path(storage)
+    if path is not None and not path.parent.is_dir():
         raise ConfigError(
-            f"hydra.sweeper.storage={storage}: the folder {Path(url.database).parent} does not exist; create it "
-            "or give another path"
+            f"hydra.sweeper.storage={storage}: the folder {path.parent} does not exist; create it or give another path"
         )
-    done = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}.get(study_name, 0)
-    if done and seed is not None:
-        log.warning(
-            "Optuna study %s continues from %d stored trials; with hydra.sweeper.sampler.seed=%s the first new "
-            "trials repeat the points of the command that used that seed first; give another seed, e.g. "
-            "hydra.sweeper.sampler.seed=%d",
-            study_name,
-            done,
-            seed,
-            int(seed) + done,
-        )
-
-
-def _many(direction: object) -> bool:
-    return isinstance(direction, (list, ListConfig))
-
-
-@contextmanager
-def study_without_a_completed_trial() -> Iterator[None]:
-    """Around the script: a study with no completed trial (by the trials' status.json files) ends with the
-    summary and one line, whatever the sweeper raised for it (Optuna: no best trial)."""
-    try:
-        yield
-    except ValueError:
-        sweep_dir = _study.get("dir")
-        if sweep_dir is None or any(
-            json.loads(p.read_text()).get("status") == "completed" for p in sweep_dir.glob("*/status.json")
-        ):
-            raise
-        where = f"{sweep_dir}/summary.md" if _study["reported"] else f"the status.json files in {sweep_dir}"
-        if _study["reported"]:
-            from simclr.jobs.sweep import report  # the reporting side of the scripts, loaded only when needed
-
-            report(sweep_dir)
-        print(f"error: no trial of the Optuna study completed; see {where}", file=sys.stderr)
-        sys.exit(1)

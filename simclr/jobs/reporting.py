@@ -23,12 +23,15 @@ def output_dir(cfg: DictConfig) -> Path:
     return path
 
 
-def write_status(out: Path, status: str, wall_s: float, error: str | None = None) -> None:
-    """<out>/status.json, written whole or not at all; on a full disk it is skipped (the console has the error)."""
+def write_status(out: Path, status: str, wall_s: float, error: str | None = None, epoch: int | None = None) -> None:
+    """<out>/status.json, written whole or not at all; on a full disk it is skipped (the console has the error).
+    `status`: completed, failed, or pruned (a trial its study's pruner stopped after `epoch` epochs)."""
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
         return  # under torchrun, SLURM or Lightning's DDP launcher only the first process reports
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, "error": error, "overrides": overrides, "wall_s": wall_s}
+    if epoch is not None:
+        record["epoch"] = epoch
     try:
         atomic_write_text(out / "status.json", json.dumps(record, indent=2) + "\n")
     except OSError as e:

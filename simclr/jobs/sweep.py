@@ -37,8 +37,10 @@ log = logging.getLogger("simclr")
 COLUMNS = (
     "job",
     "best",
+    "pareto",
     "overrides",
     "status",
+    "epochs",
     "final_loss",
     "val_knn_top1",
     "test_knn_top1",
@@ -79,11 +81,14 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     probes = sorted(job_dir.glob("linear/*/results.json"), key=lambda p: p.stat().st_mtime)
     probe = json.loads(probes[-1].read_text()) if probes else {}
     run = json.loads((job_dir / "results.json").read_text()) if (job_dir / "results.json").is_file() else {}
+    epochs = [int(r["epoch"]) for r in metrics if r.get("epoch")]
     row = {
         "job": job_dir.name,
         "overrides": " ".join(overrides or []),
         "params": dict(o.split("=", 1) for o in overrides or [] if "=" in o),
         "status": status.get("status", "unknown (no status.json: still running or killed)"),
+        # Epochs trained: where a pruner stopped the trial, else the last epoch the metrics reach.
+        "epochs": status.get("epoch") or (max(epochs) + 1 if epochs else None),
         "final_loss": _last(metrics, "train/loss_epoch"),
         "val_knn_top1": _last(metrics, "val/knn_top1"),
         "test_knn_top1": _last(metrics, "test/knn_top1"),
@@ -127,6 +132,21 @@ def mark_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if best is not None:
         best["best"] = True
     return best
+
+
+def mark_pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sets row["pareto"] for a study of two objectives (the objective, maximised, and the wall time,
+    minimised): True on the completed jobs no other completed job beats on both, False elsewhere. Returns the
+    front, fastest first."""
+    done = [r for r in rows if r.get("status") == "completed" and r.get("objective") is not None and r.get("wall_s")]
+    for r in rows:
+        r["pareto"] = r in done and not any(
+            o["objective"] >= r["objective"]
+            and o["wall_s"] <= r["wall_s"]
+            and (o["objective"], o["wall_s"]) != (r["objective"], r["wall_s"])
+            for o in done
+        )
+    return sorted((r for r in rows if r["pareto"]), key=lambda r: r["wall_s"])
 
 
 def _short(value: Any) -> str:
@@ -187,28 +207,39 @@ def write_tables(rows: list[dict[str, Any]], out: Path, notes: list[str] | None 
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({**r, "best": bool(r.get("best"))} for r in rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "/") for c in COLUMNS) + " |" for r in rows]
+        writer.writerows({**r, "best": bool(r.get("best")), "pareto": bool(r.get("pareto"))} for r in rows)
+    # The Pareto column only for a study of two objectives (mark_pareto ran); the CSV keeps every column.
+    shown = [c for c in COLUMNS if c != "pareto" or any("pareto" in r for r in rows)]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for r in rows:
+        cells = {c: _fmt(r.get(c)).replace("|", "/") for c in shown}
+        if "pareto" in cells:
+            cells["pareto"] = "front" if r.get("pareto") else ""
+        lines.append("| " + " | ".join(cells.values()) + " |")
     if notes:
         lines += ["", *notes]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def sweeper(sweep_dir: Path) -> str:
-    """The sweeper that ran the jobs (hydra.sweeper._target_ in a job's .hydra/hydra.yaml), or ""."""
+def sweeper(sweep_dir: Path) -> dict[str, Any]:
+    """The hydra.sweeper node the jobs ran under (from a job's .hydra/hydra.yaml), or {}."""
     for path in sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml")):
         hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-        return str((hydra.get("sweeper") or {}).get("_target_", ""))
-    return ""
+        return hydra.get("sweeper") or {}
+    return {}
 
 
 def summarize(sweep_dir: Path) -> list[dict[str, Any]]:
     """Writes summary.md, summary.csv and summary.png in sweep_dir and returns the rows (best marked)."""
     rows = collect(sweep_dir)
     results = optuna_results(sweep_dir)
+    ran_by = sweeper(sweep_dir)
+    two_objectives = len(ran_by.get("directions") or []) == 2
+    if two_objectives:
+        mark_pareto(rows)
     write_tables(rows, sweep_dir, [optuna_note(rows, results)] if results else None)
-    plot(rows, sweep_dir / "summary.png", samples=results is not None or "optuna" in sweeper(sweep_dir))
+    samples = results is not None or "optuna" in str(ran_by.get("_target_", "")).lower()
+    plot(rows, sweep_dir / "summary.png", samples=samples, pareto=two_objectives)
     return rows
 
 
@@ -219,10 +250,23 @@ def report(sweep_dir: Path) -> str | None:
     best = next((r for r in rows if r["best"]), None)
     if best is not None:
         log.info("best: job %s (%s), objective %.4f", best["job"], best["overrides"], best["objective"])
-    failed = [r for r in rows if r["status"] != "completed"]
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    if pruned:
+        log.info("pruned: %s", ", ".join(f"job {r['job']} at epoch {r['epochs']}" for r in pruned))
+    failed = [r for r in rows if r["status"] not in ("completed", "pruned")]
     for r in failed:
         log.error("job %s (%s) %s: %s", r["job"], r["overrides"], r["status"], r["error"])
+    if rows and optuna_sweep_dir(sweep_dir) and not any(r["status"] == "completed" for r in rows):
+        return (
+            f"error: no trial of the Optuna study completed ({len(failed)} failed, {len(pruned)} pruned); see "
+            f"{sweep_dir}/summary.md, and why each ended in its {sweep_dir}/<trial>/status.json"
+        )
     return f"{len(failed)} of {len(rows)} jobs failed; see {sweep_dir}/summary.md" if failed else None
+
+
+def optuna_sweep_dir(sweep_dir: Path) -> bool:
+    """Whether the jobs of sweep_dir are trials of an Optuna study."""
+    return "optuna" in str(sweeper(sweep_dir).get("_target_", "")).lower()
 
 
 class SweepReport(Callback):

@@ -44,24 +44,32 @@ def plot(
     x: str = "loss.temperature",
     group: str = "data.batch_size",
     samples: bool = False,
+    pareto: bool = False,
 ) -> str:
     """The objective (validation top-1) against `x`, one series per value of `group`, the best job starred;
     returns the column plotted. A grid's series are lines; `samples` (an Optuna study's trials, scattered
-    over the ranges) are points. x is logarithmic when it spans a factor of 4 or more."""
+    over the ranges) are points, a pruned trial's an open circle at the last figure it reached. x is
+    logarithmic when it spans a factor of 4 or more. With `pareto` (two objectives), a second panel shows the
+    objective against wall time, the Pareto front (`row["pareto"]`) joined."""
     from simclr.evaluation.visuals import new_figure
 
     metric = next((m for m in PLOTTED if any(r[m] is not None for r in rows)), "val_knn_top1")
     x = _x_key(rows, x, group) or "job"
     series: dict[str, list[tuple[float, float]]] = {}
+    pruned: list[tuple[float, float]] = []
     best_point = None
     for r in rows:
         at = _numeric(r["job"] if x == "job" else r["params"].get(x))
         if r[metric] is None or at is None:
             continue
+        if r.get("status") == "pruned":
+            pruned.append((at, 100 * r[metric]))
+            continue
         series.setdefault(str(r["params"].get(group, "default")), []).append((at, 100 * r[metric]))
         if r.get("best"):
             best_point = (at, 100 * r[metric], r["job"])
-    fig, ax = new_figure(figsize=(5, 3.5))
+    fig, axes = new_figure(figsize=(10, 3.5) if pareto else (5, 3.5), ncols=2 if pareto else 1)
+    ax = axes[0] if pareto else axes
     for label, points in sorted(series.items(), key=lambda kv: _numeric(kv[0]) or 0.0):
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(
@@ -72,11 +80,16 @@ def plot(
             alpha=0.8 if samples else 1.0,
             label=f"{group}={label}",
         )
+    if pruned:
+        xs, ys = zip(*pruned, strict=True)
+        ax.plot(
+            xs, ys, marker="o", markerfacecolor="none", color="grey", linestyle="none", label="pruned (last figure)"
+        )
     if best_point is not None:
         ax.margins(x=0.08, y=0.15)  # room for the star and its label inside the axes
         ax.plot(*best_point[:2], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none")
         ax.annotate(f"best: job {best_point[2]}", best_point[:2], textcoords="offset points", xytext=(6, 6), fontsize=8)
-    xs_all = [at for points in series.values() for at, _ in points]
+    xs_all = [at for points in [*series.values(), pruned] for at, _ in points]
     if xs_all and min(xs_all) > 0 and max(xs_all) >= 4 * min(xs_all) and x != "job":
         from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
@@ -90,8 +103,32 @@ def plot(
     ax.set_xlabel(x)
     ax.set_ylabel(f"{PLOTTED[metric]} (%)")
     ax.grid(alpha=0.3)
-    if series:
+    if series or pruned:
         ax.legend(fontsize=8)
+    if pareto:
+        _pareto_panel(axes[1], rows, metric)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return metric
+
+
+def _pareto_panel(ax: Any, rows: list[dict[str, Any]], metric: str) -> None:
+    """The completed trials' objective against wall time, the Pareto front (`row["pareto"]`) joined and labelled."""
+    done = [r for r in rows if r.get("status") == "completed" and r.get(metric) is not None and r.get("wall_s")]
+    ax.plot([r["wall_s"] for r in done], [100 * r[metric] for r in done], "o", alpha=0.6, label="completed trials")
+    front = sorted((r for r in done if r.get("pareto")), key=lambda r: r["wall_s"])
+    if front:
+        xs, ys = [r["wall_s"] for r in front], [100 * r[metric] for r in front]
+        ax.plot(xs, ys, drawstyle="steps-post", color="black", marker="D", label="Pareto front")
+        for r in front:
+            ax.annotate(
+                f"job {r['job']}",
+                (r["wall_s"], 100 * r[metric]),
+                textcoords="offset points",
+                xytext=(5, -10),
+                fontsize=8,
+            )
+    ax.set_xlabel("trial wall time (s)")
+    ax.set_ylabel(f"{PLOTTED[metric]} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)

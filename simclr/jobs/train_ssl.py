@@ -18,6 +18,7 @@ from simclr.config.derived import derive_run_values
 from simclr.data.datamodule import CIFAR10DataModule
 from simclr.evaluation.figures import RunFigures, log_image
 from simclr.jobs.export import log_encoder_artifact
+from simclr.jobs.optuna_trial import trial_reporter
 from simclr.jobs.reporting import output_dir
 from simclr.jobs.sweep import objective
 from simclr.jobs.train_linear import probe_after_pretraining
@@ -25,6 +26,7 @@ from simclr.storage import atomic_write_text
 from simclr.training.checkpoints import ConfigInCheckpoint, SplitInCheckpoint
 from simclr.training.precision import choose_precision
 from simclr.training.pretrain import SimCLRModule
+from simclr.training.pruning import PruneOnMonitor
 from simclr.training.resilience import DivergenceGuard, RNGStateInCheckpoint, RunInterrupted, refuse_foreign_run_dir
 from simclr.training.resume import resume_checkpoint
 from simclr.training.trainer import build_trainer, log, resolved_config
@@ -70,7 +72,9 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
         DivergenceGuard(cfg.divergence.check_every_n_steps),
         RunFigures(out),
     ]
-    trainer = build_trainer(cfg, callbacks)
+    reporter = trial_reporter()  # a trial of an Optuna study with a pruner: val/knn_top1 goes to the study
+    pruning = PruneOnMonitor(reporter) if reporter is not None else None
+    trainer = build_trainer(cfg, [*callbacks, pruning] if pruning else callbacks)
     log.info("derived values: %s", derived)
     for lg in trainer.loggers:
         lg.log_hyperparams({**config, **derived.as_log_dict()})
@@ -86,7 +90,9 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     if datamodule.split is None:  # fitted in spawned processes (ddp_spawn): the split is the same here
         datamodule.setup("fit")
     split = datamodule.split.record()
-    if cfg.probe.enabled:
+    if pruning is not None and pruning.pruned_at is not None:
+        metrics["pruned_at_epoch"] = pruning.pruned_at  # a losing trial: no probe, its figures as they stood
+    elif cfg.probe.enabled:
         metrics.update(probe_and_log(cfg, module, trainer, out, split))
     metrics["wall_s"] = time.perf_counter() - start
     if trainer.is_global_zero:  # under torchrun or SLURM every rank runs this function
@@ -145,6 +151,7 @@ def write_results(
         "probe_val_top1": metrics.get("probe/val_top1"),
         "probe_test_top1": metrics.get("probe/test_top1"),
         "final_loss": metrics.get("train/loss_epoch"),
+        "pruned_at_epoch": metrics.get("pruned_at_epoch"),  # a trial its study's pruner stopped; else None
         "split": split,
         "wall_s": metrics.get("wall_s"),
         **precision,

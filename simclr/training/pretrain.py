@@ -195,10 +195,12 @@ class SimCLRModule(pl.LightningModule):
         self.log(f"{self._monitor_split()}/knn_top1", top1, prog_bar=True, rank_zero_only=True)
 
     def on_train_end(self) -> None:
-        """Evaluates the test split once, with the final encoder: `test/knn_top1`, against the monitor's bank.
+        """The final encoder's figures: `test/knn_top1` once, and `val/knn_top1` where the monitor did not run on
+        the last epoch (trainer.check_val_every_n_epoch need not divide trainer.max_epochs), so that every run
+        ends with a validation figure to select on. Both against the monitor's bank.
 
         Runs on every process (each takes a shard, then all gather), after the last epoch; `self.log`
-        is closed here, so the value goes to the loggers and `trainer.callback_metrics` directly.
+        is closed here, so the values go to the loggers and `trainer.callback_metrics` directly.
         Skipped with trainer.limit_val_batches=0 (no kNN evaluation at all).
         """
         datamodule = self.trainer.datamodule
@@ -210,12 +212,18 @@ class SimCLRModule(pl.LightningModule):
             _, bank, bank_labels = self._bank  # the monitor ran on these very weights
         else:
             bank, bank_labels, _ = self._features_of(datamodule.fit_set, datamodule.eval_batch_size)
-        query, query_labels, _ = self._features_of(datamodule.test_set, datamodule.eval_batch_size)
+            if getattr(datamodule, "val_set", None) is not None:  # the monitor's last run was epochs ago
+                self._final_knn("val", datamodule.val_set, bank, bank_labels)
         self._bank = None
+        self._final_knn("test", datamodule.test_set, bank, bank_labels)
+
+    def _final_knn(self, split: str, dataset: TensorBatches, bank: torch.Tensor, bank_labels: torch.Tensor) -> None:
+        """`<split>/knn_top1` of the final encoder, sent to the loggers and `trainer.callback_metrics`."""
+        query, query_labels, _ = self._features_of(dataset, self.trainer.datamodule.eval_batch_size)
         top1 = self._knn_top1(query, query_labels, bank, bank_labels).cpu()
-        self.trainer.callback_metrics["test/knn_top1"] = top1
+        self.trainer.callback_metrics[f"{split}/knn_top1"] = top1
         for lg in self.loggers:
-            lg.log_metrics({"test/knn_top1": float(top1)}, step=self.global_step)
+            lg.log_metrics({f"{split}/knn_top1": float(top1)}, step=self.global_step)
 
     def _monitor_split(self) -> str:
         """Where the monitor's queries come from: "val", or "test" without a validation set (data.val_size=0)."""

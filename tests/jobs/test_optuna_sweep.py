@@ -1,8 +1,10 @@
-"""Optuna through Hydra: a study through the real script, failed trials, a study stored in SQLite and
-continued, the summary's best row, refusals.
+"""Optuna through Hydra (this project's sweeper, hydra_plugins/simclr_optuna_sweeper): a study through the real
+script, failed trials, a study stored in SQLite and continued by the same command, the summary's best row,
+refusals. Pruning, two objectives, journal storage and concurrent sweeps: test_optuna_pruning.py and
+test_optuna_storage.py.
 
-What the sweeper plugin does with a job's return value (None: a failed trial, and the study goes on; no
-completed trial: an error) is shown here through the public path only, `train_ssl.py -m`."""
+What the sweeper does with a job's return value (None: a failed trial, and the study goes on; no completed
+trial: one line and exit status 1) is shown here through the public path only, `train_ssl.py -m`."""
 
 from __future__ import annotations
 
@@ -40,13 +42,13 @@ def _multirun(cifar_root: Path, sweep: Path, *overrides: str):  # noqa: ANN202
 
 @pytest.fixture(scope="module")
 def study(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any, Any]:
-    """The preset's study stored in SQLite, run by two commands: 3 trials, then 1 more under a new sampler seed
-    (as docs/sweeps.md says a continuation should run). Returns (base dir, storage URL, first, second)."""
+    """The preset's study stored in SQLite, run by two commands: 3 trials, then 1 more by the same command (its
+    sampler seeded anew from the stored trials). Returns (base dir, storage URL, first, second)."""
     base = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{base / 'study.db'}"
     stored = ("sweep=temperature_batch", BATCHES, f"hydra.sweeper.storage={url}")
     first = _multirun(cifar_root, base / "first", *stored, "hydra.sweeper.n_trials=3")
-    second = _multirun(cifar_root, base / "second", *stored, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1")
+    second = _multirun(cifar_root, base / "second", *stored, "hydra.sweeper.n_trials=1")
     return base, url, first, second
 
 
@@ -64,7 +66,8 @@ def test_three_trial_study_with_a_failing_trial(study: tuple) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]  # like a grid: a failed job makes the exit status 1
     assert "1 of 3 jobs failed" in result.stderr
-    assert "Failed experiment: Return value must be float-castable. Got 'None'." in output  # Optuna: FAIL
+    failed_trial = next(n for n in range(3) if f"trial {n} fail" in output)  # told to Optuna as FAIL
+    assert "Traceback" not in result.stderr
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0", "1", "2"]
     for name in ("summary.md", "summary.csv", "summary.png", "optimization_results.yaml"):
         assert (sweep / name).is_file(), name
@@ -79,6 +82,7 @@ def test_three_trial_study_with_a_failing_trial(study: tuple) -> None:
         assert f"data.batch_size={drawn['data.batch_size']}" in r["overrides"] and "loss.temperature=" in r["overrides"]
         status = json.loads((sweep / r["job"] / "status.json").read_text())
         if drawn["data.batch_size"] == "4096":
+            assert r["job"] == str(failed_trial)
             assert r["status"] == status["status"] == "failed" and "data.batch_size=4096 exceeds" in r["error"]
             assert r["objective"] == "" and r["best"] == "False"
         else:
@@ -120,21 +124,26 @@ def test_command_line_study_whose_every_trial_fails(cifar_root: Path, tmp_path: 
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     errors = error_lines(result.stderr)
-    assert errors == [f"error: no trial of the Optuna study completed; see {sweep}/summary.md"]
+    assert errors == [
+        f"error: no trial of the Optuna study completed (2 failed, 0 pruned); see {sweep}/summary.md, and why "
+        f"each ended in its {sweep}/<trial>/status.json"
+    ]
     assert not (sweep / "optimization_results.yaml").exists()
     rows = _rows(sweep)
     assert [r["status"] for r in rows] == ["failed", "failed"] and all(r["best"] == "False" for r in rows)
     assert all(r["overrides"].startswith("optimizer.lr=") for r in rows)  # the drawn lr, nothing fixed
     hydra = yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]
-    assert hydra["sweeper"]["direction"] == "maximize"
-    assert "hydra.sweeper.direction=maximize" in hydra["overrides"]["hydra"]
+    assert hydra["sweeper"]["direction"] == "maximize" and hydra["sweeper"]["trial"] == 0
+    assert "hydra.sweeper.trial=0" in hydra["overrides"]["hydra"]  # the sweeper's, not the task's overrides
 
 
 def test_a_study_stored_in_sqlite_continues_in_the_next_invocation(study: tuple) -> None:
-    """hydra.sweeper.storage: the second command's trial joins the first's three in one study in the file; it is
-    that command's job 0, and its optimization_results.yaml names the best of all four."""
+    """hydra.sweeper.storage: the second command, the first one again, adds a new point to the first's three
+    trials in one study in the file (its sampler seeded with seed + stored trials); it is that command's job 0,
+    and its optimization_results.yaml names the best of all four."""
     base, url, _, second = study
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "derived: sampler seed 3 (hydra.sweeper.sampler.seed + 3 stored trials)" in second.stdout + second.stderr
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["temperature_batch"]
     stored = optuna.load_study(study_name="temperature_batch", storage=url)
     complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
@@ -157,35 +166,32 @@ def _hydra_config(overrides: list[str]) -> DictConfig:
 
 
 def test_the_study_maximises_unless_told_otherwise() -> None:
-    cfg = _hydra_config(["hydra/sweeper=optuna"])  # the plugin's default direction: minimize
+    """The sweeper's default direction is the script's (maximize); nothing is rewritten after composition."""
+    cfg = _hydra_config(["hydra/sweeper=optuna"])
     check_optuna_sweep(cfg)
-    assert cfg.hydra.sweeper.direction == "maximize"
-    assert cfg.hydra.overrides.hydra[-1] == "hydra.sweeper.direction=maximize"  # recorded in each job
-    preset = _hydra_config(["sweep=temperature_batch"])
-    check_optuna_sweep(preset)
-    assert preset.hydra.sweeper.direction == "maximize" and "hydra.sweeper.direction=maximize" not in list(
-        preset.hydra.overrides.hydra
-    )
-    with pytest.raises(ConfigError, match=r"^hydra.sweeper.direction=minimize must be maximize"):
+    assert cfg.hydra.sweeper.direction == "maximize" and list(cfg.hydra.overrides.hydra) == ["hydra/sweeper=optuna"]
+    check_optuna_sweep(_hydra_config(["sweep=temperature_batch", "hydra.sweeper.directions=[maximize,minimize]"]))
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.direction=minimize is not a study of the script's"):
         check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", "hydra.sweeper.direction=minimize"]))
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.directions=maximize,maximize is not a study"):
+        check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", "hydra.sweeper.directions=[maximize,maximize]"]))
     with pytest.raises(ConfigError, match=r"^data.val_size=0 leaves no validation metric"):
         check_optuna_sweep(_hydra_config(["sweep=temperature_batch", "data.val_size=0"]))
 
 
-def test_a_stored_study_is_named_and_its_folder_exists(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Without study_name each command would start a new study in the file; a missing SQLite folder would end
-    in sqlite3's traceback; continuing with a fixed seed is said, with the seed that draws new points."""
+def test_a_stored_study_is_named_and_its_folder_exists(tmp_path: Path) -> None:
+    """Without study_name each command would start a new study in the file; a missing SQLite or journal folder
+    would end in a traceback from sqlite3 or the journal's lock."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=sqlite:///\S+ needs hydra.sweeper.study_name"):
         check_optuna_sweep(_hydra_config(["hydra/sweeper=optuna", f"hydra.sweeper.storage={url}"]))
-    missing = f"sqlite:///{tmp_path / 'no_such_folder' / 'study.db'}"
-    with pytest.raises(ConfigError, match=r"the folder \S+no_such_folder does not exist"):
-        check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={missing}"]))
-    study = optuna.create_study(study_name="temperature_batch", storage=url, direction="maximize")
-    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={url}"]))
-    assert "continues from 3 stored trials; with hydra.sweeper.sampler.seed=0" in caplog.text
-    assert "hydra.sweeper.sampler.seed=3" in caplog.text
+    for missing in (
+        f"sqlite:///{tmp_path / 'no_such_folder' / 'study.db'}",
+        str(tmp_path / "no_such_folder" / "j.log"),
+    ):
+        with pytest.raises(ConfigError, match=r"the folder \S+no_such_folder does not exist"):
+            check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={missing}"]))
+    check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={tmp_path / 'j.log'}"]))
 
 
 def test_a_trial_that_draws_no_validation_split_fails_alone(tmp_path: Path) -> None:
