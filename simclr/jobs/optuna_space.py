@@ -23,11 +23,21 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from simclr.errors import ConfigError
+from simclr.errors import ConfigError, first_line
 
 
 def distribution(override: Override) -> BaseDistribution:
-    """The Optuna distribution of one sweep override (`override.is_sweep_override()`)."""
+    """The Optuna distribution of one sweep override (`override.is_sweep_override()`); ConfigError where
+    Optuna refuses its bounds (a log scale from 0, say)."""
+    try:
+        return _distribution(override)
+    except ValueError as e:  # Optuna's distributions check their bounds
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{override.input_line} is not a range Optuna can draw from: {first_line(e)}") from e
+
+
+def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     tags = value.tags if hasattr(value, "tags") else set()
     if isinstance(value, ChoiceSweep):

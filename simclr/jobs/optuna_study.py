@@ -25,6 +25,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from simclr.config.sweeper import PRUNER_CLASSES
 from simclr.errors import ConfigError
+from simclr.jobs.optuna_space import search_space
 
 log = logging.getLogger("simclr")
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -114,6 +115,8 @@ def check_optuna_sweep(config: DictConfig, job_only: bool = False) -> None:
             "validation top-1 (maximize) and, as a second objective, the trial's wall time (minimize); give "
             "hydra.sweeper.direction=maximize or hydra.sweeper.directions=[maximize,minimize]"
         )
+    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
+    search_space(params, list(config.hydra.overrides.task))  # an empty or impossible range is refused here
     if sweeper.storage:
         _check_storage(str(sweeper.storage), sweeper.study_name)
     if str(sweeper.pruner) != "none":

@@ -64,9 +64,9 @@ def objective(metrics: dict[str, Any]) -> tuple[str | None, float | None]:
     return None, None
 
 
-def _last(rows: list[dict[str, str]], key: str) -> float | None:
+def _last(rows: list[dict[str, str]], key: str, default: float | None = None) -> float | None:
     values = [float(r[key]) for r in rows if r.get(key)]
-    return values[-1] if values else None
+    return values[-1] if values else default
 
 
 def read_job(job_dir: Path) -> dict[str, Any]:
@@ -89,9 +89,10 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         "status": status.get("status", "unknown (no status.json: still running or killed)"),
         # Epochs trained: where a pruner stopped the trial, else the last epoch the metrics reach.
         "epochs": status.get("epoch") or (max(epochs) + 1 if epochs else None),
-        "final_loss": _last(metrics, "train/loss_epoch"),
-        "val_knn_top1": _last(metrics, "val/knn_top1"),
-        "test_knn_top1": _last(metrics, "test/knn_top1"),
+        # metrics.csv where the job wrote one (logger=csv), else its results.json (logger=wandb, tensorboard)
+        "final_loss": _last(metrics, "train/loss_epoch", run.get("final_loss")),
+        "val_knn_top1": _last(metrics, "val/knn_top1", run.get("val_knn_top1")),
+        "test_knn_top1": _last(metrics, "test/knn_top1", run.get("test_knn_top1")),
         "probe_val_top1": probe.get("val_top1"),
         "probe_test_top1": probe.get("test_top1"),
         "selection": run.get("selection") or probe.get("selection"),
@@ -256,7 +257,9 @@ def report(sweep_dir: Path) -> str | None:
     failed = [r for r in rows if r["status"] not in ("completed", "pruned")]
     for r in failed:
         log.error("job %s (%s) %s: %s", r["job"], r["overrides"], r["status"], r["error"])
-    if rows and optuna_sweep_dir(sweep_dir) and not any(r["status"] == "completed" for r in rows):
+    # A study with no completed trial has no best (optimization_results.yaml): nothing was found. One whose
+    # completed trials ran in an earlier command of a stored study has one, even if this command's were pruned.
+    if rows and optuna_sweep_dir(sweep_dir) and optuna_results(sweep_dir) is None:
         return (
             f"error: no trial of the Optuna study completed ({len(failed)} failed, {len(pruned)} pruned); see "
             f"{sweep_dir}/summary.md, and why each ended in its {sweep_dir}/<trial>/status.json"

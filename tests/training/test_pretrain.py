@@ -73,6 +73,23 @@ def test_without_validation_split_the_monitor_is_labelled_test(ssl_cfg: DictConf
     assert ckpt[CONFIG_KEY]["split"]["selection"] == "test" and ckpt[CONFIG_KEY]["split"]["val_size"] == 0
 
 
+def test_the_monitor_runs_after_the_last_epoch_whatever_its_period(ssl_cfg: DictConfig) -> None:
+    """3 epochs validated every 2: the monitor runs after epoch 2 and again after epoch 3, the last, so the run
+    ends with a validation figure of its final encoder (a sweep's objective), then the test kNN."""
+    with open_dict(ssl_cfg):
+        ssl_cfg.trainer.max_epochs = 3
+        ssl_cfg.trainer.check_val_every_n_epoch = 2
+    metrics = train_ssl(ssl_cfg)
+    rows = _metric_rows(Path(ssl_cfg.paths.output_dir))
+    val_steps = [int(r["step"]) for r in rows if r.get("val/knn_top1")]
+    last_step = max(int(r["step"]) for r in rows)
+    assert len(val_steps) == 2 and val_steps[-1] == last_step > val_steps[0]
+    assert metrics["val/knn_top1"] == pytest.approx(
+        float(next(r for r in rows[::-1] if r.get("val/knn_top1"))["val/knn_top1"])
+    )
+    assert metrics["val/knn_top1"] > WELL_ABOVE_CHANCE and objective(metrics)[0] == "val/knn_top1"
+
+
 def test_limit_val_batches_0_switches_the_knn_evaluation_off(ssl_cfg: DictConfig) -> None:
     """trainer.limit_val_batches=0 (the benchmarks' setting): no kNN monitor in the epochs, no test kNN after."""
     with open_dict(ssl_cfg):
