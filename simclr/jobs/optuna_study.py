@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from simclr.config.sweeper import PRUNER_CLASSES
-from simclr.errors import ConfigError
+from simclr.errors import ConfigError, first_line
 from simclr.jobs.optuna_space import search_space
 
 log = logging.getLogger("simclr")
@@ -162,3 +162,10 @@ def _check_storage(storage: str, study_name: str | None) -> None:
         raise ConfigError(
             f"hydra.sweeper.storage={storage}: the folder {path.parent} does not exist; create it or give another path"
         )
+    try:  # a server that does not answer, a driver that is not installed: said now, not in the first trial
+        optuna.get_all_study_summaries(open_storage(storage))
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as e:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage} cannot be opened ({type(e).__name__}: {first_line(e)}); check the "
+            "address, that the server is running and that its driver is installed (docs/sweeps.md, Stored studies)"
+        ) from e

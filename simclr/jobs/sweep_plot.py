@@ -56,14 +56,14 @@ def plot(
     metric = next((m for m in PLOTTED if any(r[m] is not None for r in rows)), "val_knn_top1")
     x = _x_key(rows, x, group) or "job"
     series: dict[str, list[tuple[float, float]]] = {}
-    pruned: list[tuple[float, float]] = []
+    pruned: list[tuple[float, float, int | None]] = []  # (x, top-1 %, epochs trained)
     best_point = None
     for r in rows:
         at = _numeric(r["job"] if x == "job" else r["params"].get(x))
         if r[metric] is None or at is None:
             continue
         if r.get("status") == "pruned":
-            pruned.append((at, 100 * r[metric]))
+            pruned.append((at, 100 * r[metric], r.get("epochs")))
             continue
         series.setdefault(str(r["params"].get(group, "default")), []).append((at, 100 * r[metric]))
         if r.get("best"):
@@ -81,15 +81,23 @@ def plot(
             label=f"{group}={label}",
         )
     if pruned:
-        xs, ys = zip(*pruned, strict=True)
+        xs, ys, _ = zip(*pruned, strict=True)
         ax.plot(
-            xs, ys, marker="o", markerfacecolor="none", color="grey", linestyle="none", label="pruned (last figure)"
+            xs,
+            ys,
+            marker="o",
+            markerfacecolor="none",
+            color="grey",
+            linestyle="none",
+            label="pruned (last figure, at epoch)",
         )
+        for at, top1, epoch in pruned:
+            ax.annotate(f"{epoch}", (at, top1), textcoords="offset points", xytext=(4, -9), fontsize=7, color="grey")
     if best_point is not None:
         ax.margins(x=0.08, y=0.15)  # room for the star and its label inside the axes
         ax.plot(*best_point[:2], marker="*", markersize=16, color="gold", markeredgecolor="black", linestyle="none")
         ax.annotate(f"best: job {best_point[2]}", best_point[:2], textcoords="offset points", xytext=(6, 6), fontsize=8)
-    xs_all = [at for points in [*series.values(), pruned] for at, _ in points]
+    xs_all = [at for points in series.values() for at, _ in points] + [at for at, _, _ in pruned]
     if xs_all and min(xs_all) > 0 and max(xs_all) >= 4 * min(xs_all) and x != "job":
         from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 

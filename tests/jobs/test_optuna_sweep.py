@@ -192,6 +192,13 @@ def test_a_stored_study_is_named_and_its_folder_exists(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"the folder \S+no_such_folder does not exist"):
             check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={missing}"]))
     check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={tmp_path / 'j.log'}"]))
+    # A database whose driver is not installed (psycopg2, pymysql: not dependencies of this project): one line.
+    for unreachable, cause in (
+        ("postgresql+psycopg2://simclr@127.0.0.1:1/optuna", "ImportError"),
+        ("mysql+pymysql://simclr@127.0.0.1:1/optuna", "ImportError"),
+    ):
+        with pytest.raises(ConfigError, match=rf"^hydra.sweeper.storage=\S+ cannot be opened \({cause}"):
+            check_optuna_sweep(_hydra_config(["sweep=temperature_batch", f"hydra.sweeper.storage={unreachable}"]))
 
 
 def test_a_trial_that_draws_no_validation_split_fails_alone(tmp_path: Path) -> None:
