@@ -13,6 +13,7 @@ processes (they could not reach it). A trial that draws data.val_size=0 fails al
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from simclr.errors import ConfigError, first_line
 from simclr.jobs.optuna_space import search_space
 
 log = logging.getLogger("simclr")
+RDB_OPEN_ATTEMPTS = 4
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SWEEPER = "hydra_plugins.simclr_optuna_sweeper.sweeper.OptunaSweeper"
 
@@ -57,7 +59,17 @@ def open_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
     sqlite = sqlalchemy.engine.make_url(storage).get_backend_name() == "sqlite"
     # Two sweeps writing one SQLite file wait for each other's lock rather than fail at once (sqlite3: 5 s).
     engine = {"connect_args": {"timeout": 60}} if sqlite else None
-    return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+    for attempt in range(RDB_OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            # Two commands that open a new database at once both create Optuna's tables and stamp their
+            # version; the second stamp fails (measured: UNIQUE constraint failed: alembic_version). The first
+            # has finished by then, and opening again finds the tables made.
+            if attempt == RDB_OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def directions(sweeper: DictConfig) -> list[str]:

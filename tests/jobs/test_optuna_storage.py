@@ -3,6 +3,7 @@ two sweeps started at once. Through the real script (`train_ssl.py -m`), one-epo
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from simclr.jobs.optuna_study import open_storage
 from tests.helpers import TINY_SSL, entry_point, entry_point_env
 
 TINY_TRIAL = [o for o in TINY_SSL if not o.startswith("trainer.max_epochs=")] + ["trainer.max_epochs=1"]
@@ -85,3 +87,27 @@ def test_an_interrupted_journal_study_continues_with_the_same_command(cifar_root
     trials = optuna.load_study(study_name="temperature_batch", storage=_storage(address)).trials
     assert [(t.number, t.state) for t in trials] == [(0, optuna.trial.TrialState.RUNNING), (1, COMPLETE), (2, COMPLETE)]
     assert trials[1].params != trials[0].params
+
+
+def _open(url: str, results: multiprocessing.Queue) -> None:
+    try:
+        open_storage(url)
+        results.put("opened")
+    except Exception as e:  # noqa: BLE001  (the test reports what each process met)
+        results.put(type(e).__name__)
+
+
+def test_a_new_database_opened_by_several_processes_at_once(tmp_path: Path) -> None:
+    """Optuna creates its tables when it first opens a database; six processes doing so at once on a new SQLite
+    file met IntegrityError and OperationalError in half the opens (measured: 15 of 30 over five files).
+    open_storage opens again once the first has made them: every process gets the storage."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'study{round_}.db'}"
+        results = context.Queue()
+        processes = [context.Process(target=_open, args=(url, results)) for _ in range(6)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join(timeout=120)
+        assert [results.get(timeout=5) for _ in processes] == ["opened"] * 6
