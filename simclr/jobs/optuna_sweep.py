@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,8 @@ class Outcome:
     """How one trial ended, for `study.tell` and the log."""
 
     state: optuna.trial.TrialState
-    values: list[float] | None = None
+    values: list[float] | None = None  # the objective, and the wall time in seconds with two directions
     note: str = ""
-    status: dict[str, Any] = field(default_factory=dict)
 
 
 def create_study(sweeper: DictConfig) -> optuna.Study:
@@ -84,18 +83,17 @@ def run_study(
         key, _, value = override.partition("=")
         study.set_user_attr(key, value)
     log.info("search space: %s; fixed: %s", {k: repr(d) for k, d in space.items()}, fixed)
-    ran, failed, job = 0, 0, 0
+    ran, failed = 0, 0  # this command's trials; its jobs are numbered 0, 1, ... in its sweep directory
     try:
         while ran < sweeper.n_trials:
             trials = [study.ask(space) for _ in range(min(sweeper.n_jobs, sweeper.n_trials - ran))]
             batch = [[*trial_overrides(fixed, t.params), f"hydra.sweeper.trial={t.number}"] for t in trials]
-            returns = launch(batch, job)
-            for trial, ret in zip(trials, returns, strict=True):
+            for trial, ret in zip(trials, launch(batch, ran), strict=True):
                 outcome = outcome_of(ret, len(study.directions))
                 study.tell(trial, outcome.values, state=outcome.state)
                 log.info("trial %d %s%s", trial.number, outcome.state.name.lower(), outcome.note)
                 failed += outcome.state == optuna.trial.TrialState.FAIL
-            ran, job = ran + len(trials), job + len(trials)
+            ran += len(trials)
             if failed / ran > sweeper.max_failure_rate:
                 log.error(
                     "%d of %d trials failed, more than hydra.sweeper.max_failure_rate=%s: no new trial starts",
@@ -125,16 +123,16 @@ def outcome_of(ret: JobReturn, n_objectives: int) -> Outcome:
         return Outcome(TrialState.FAIL, note=": the job raised (its log has the traceback)")
     status = job_status(ret)
     if status.get("status") == "pruned":
-        return Outcome(TrialState.PRUNED, note=f" at epoch {status.get('epoch')}", status=status)
+        return Outcome(TrialState.PRUNED, note=f" at epoch {status.get('epoch')}")
     value = ret.return_value
     if value is None or status.get("status", "completed") != "completed":
-        return Outcome(TrialState.FAIL, note=f": {status.get('error') or 'no objective returned'}", status=status)
+        return Outcome(TrialState.FAIL, note=f": {status.get('error') or 'no objective returned'}")
     values = [float(value)]
     if n_objectives == 2:
         if status.get("wall_s") is None:
-            return Outcome(TrialState.FAIL, note=": no wall time in its status.json", status=status)
+            return Outcome(TrialState.FAIL, note=": no wall time in its status.json")
         values.append(float(status["wall_s"]))
-    return Outcome(TrialState.COMPLETE, values, note=f": {', '.join(f'{v:.4f}' for v in values)}", status=status)
+    return Outcome(TrialState.COMPLETE, values, note=f": {', '.join(f'{v:.4f}' for v in values)}")
 
 
 def write_results(study: optuna.Study, sweep_dir: Path) -> None:
