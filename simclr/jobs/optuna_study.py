@@ -103,7 +103,7 @@ def build_pruner(sweeper: DictConfig) -> optuna.pruners.BasePruner:
         shown = " ".join(f"hydra.sweeper.pruner_args.{k}={v}" for k, v in args.items())
         raise ConfigError(
             f"{shown} does not fit hydra.sweeper.pruner={name} ({PRUNER_CLASSES[name]}: "
-            f"{str(cause).splitlines()[0]}); give that class's keyword arguments only (docs/sweeps.md)"
+            f"{first_line(cause)}); give that class's keyword arguments only (docs/sweeps.md)"
         ) from e
 
 

@@ -239,7 +239,7 @@ def summarize(sweep_dir: Path) -> list[dict[str, Any]]:
     if two_objectives:
         mark_pareto(rows)
     write_tables(rows, sweep_dir, [optuna_note(rows, results)] if results else None)
-    samples = results is not None or "optuna" in str(ran_by.get("_target_", "")).lower()
+    samples = results is not None or _ran_optuna(ran_by)
     plot(rows, sweep_dir / "summary.png", samples=samples, pareto=two_objectives)
     return rows
 
@@ -259,7 +259,7 @@ def report(sweep_dir: Path) -> str | None:
         log.error("job %s (%s) %s: %s", r["job"], r["overrides"], r["status"], r["error"])
     # A study with no completed trial has no best (optimization_results.yaml): nothing was found. One whose
     # completed trials ran in an earlier command of a stored study has one, even if this command's were pruned.
-    if rows and optuna_sweep_dir(sweep_dir) and optuna_results(sweep_dir) is None:
+    if rows and _ran_optuna(sweeper(sweep_dir)) and optuna_results(sweep_dir) is None:
         return (
             f"error: no trial of the Optuna study completed ({len(failed)} failed, {len(pruned)} pruned); see "
             f"{sweep_dir}/summary.md, and why each ended in its {sweep_dir}/<trial>/status.json"
@@ -267,15 +267,16 @@ def report(sweep_dir: Path) -> str | None:
     return f"{len(failed)} of {len(rows)} jobs failed; see {sweep_dir}/summary.md" if failed else None
 
 
-def optuna_sweep_dir(sweep_dir: Path) -> bool:
-    """Whether the jobs of sweep_dir are trials of an Optuna study."""
-    return "optuna" in str(sweeper(sweep_dir).get("_target_", "")).lower()
+def _ran_optuna(sweeper_node: dict[str, Any]) -> bool:
+    """Whether a job's hydra.sweeper node is an Optuna sweeper (this project's, or hydra-optuna-sweeper's in
+    directories written before)."""
+    return "optuna" in str(sweeper_node.get("_target_", "")).lower()
 
 
 class SweepReport(Callback):
     """Hydra callback: after a multirun (a grid or an Optuna study), writes the summary and names the best
-    job and the jobs that failed. (An Optuna study none of whose trials completed ends before this is
-    called: simclr.jobs.cli.run_script writes its summary instead.)"""
+    job and the jobs that failed; exit status 1 when a job failed, or when an Optuna study has no completed
+    trial (one line that says so and where each trial's status.json is). Pruned trials are not failures."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = report(Path(config.hydra.sweep.dir))
