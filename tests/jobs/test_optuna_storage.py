@@ -87,6 +87,11 @@ def test_an_interrupted_journal_study_continues_with_the_same_command(cifar_root
     trials = optuna.load_study(study_name="temperature_batch", storage=_storage(address)).trials
     assert [(t.number, t.state) for t in trials] == [(0, optuna.trial.TrialState.RUNNING), (1, COMPLETE), (2, COMPLETE)]
     assert trials[1].params != trials[0].params
+    # docs/sweeps.md's way to mark the interrupted trial failed, when no command runs on the study:
+    study = optuna.load_study(study_name="temperature_batch", storage=_storage(address))
+    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, COMPLETE, COMPLETE]
 
 
 def _open(url: str, results: multiprocessing.Queue) -> None:
