@@ -5,6 +5,10 @@ import this module by that path, so it imports Lightning and torch alone."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal as signal_module
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +175,37 @@ class RecordEncoderInputs(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         torch.save({k: sorted(v) for k, v in self.sizes.items()}, self.out_file)
+
+
+class LoseNode(pl.Callback):
+    """Under torchrun: the worker of node `node` (torchrun's GROUP_RANK) sends itself `signal` (SIGKILL: a lost
+    node; SIGSTOP: a hung one) before training batch `batch` of epoch `epoch`, once per run (killed.json marks it).
+
+    Leaves timestamps (time.time()) in `out_dir`: killed.json (the moment of the signal), failed_<rank>.json (a
+    surviving process saw the fit fail: when, and the exception's type), started_<rank>_<n>.json (a process
+    began training, from epoch `epoch`)."""
+
+    def __init__(self, out_dir: str, node: int = 1, epoch: int = 1, batch: int = 2, signal: str = "SIGKILL") -> None:
+        self.out_dir, self.node, self.epoch, self.batch = Path(out_dir), node, epoch, batch
+        self.signal = getattr(signal_module, signal)
+
+    def _write(self, name: str, **record: Any) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / name).write_text(json.dumps({"time": time.time(), **record}))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = len(list(self.out_dir.glob(f"started_{trainer.global_rank}_*.json")))
+        self._write(f"started_{trainer.global_rank}_{n}.json", epoch=trainer.current_epoch)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        node = int(os.environ.get("GROUP_RANK", "-1"))
+        if (node, trainer.current_epoch, batch_idx) == (self.node, self.epoch, self.batch):
+            if not (self.out_dir / "killed.json").exists():
+                self._write("killed.json", rank=trainer.global_rank, signal=self.signal.name)
+                os.kill(os.getpid(), self.signal)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        kinds = [f"{t.__module__}.{t.__qualname__}" for t in type(exception).__mro__]
+        self._write(f"failed_{trainer.global_rank}.json", types=kinds, error=str(exception)[:300])

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from simclr.jobs.ranks import on_first_process
+
 
 def probe_run_dir(ckpt: str | None) -> str:
     """Where a probe run writes: next to the pretraining run it evaluates.
@@ -41,3 +43,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("probe_run_dir", probe_run_dir)
     if not OmegaConf.has_resolver("sweep_group"):
         OmegaConf.register_new_resolver("sweep_group", sweep_group)
+    if not OmegaConf.has_resolver("on_first_process"):
+        OmegaConf.register_new_resolver("on_first_process", on_first_process)

@@ -177,7 +177,9 @@ def _check_keys(node: DictConfig, prefix: str = "") -> None:
         if key not in names:
             where = prefix[:-1] or "the config"
             raise ConfigError(f"{prefix}{key} is not a key of {where}; {suggest(key, names, prefix)}")
-        if isinstance(child := node._get_node(key), DictConfig) and not child._is_none():
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue  # a value given elsewhere: checked where it is given
+        if isinstance(child := node.get(key), DictConfig):
             _check_keys(child, f"{prefix}{key}.")
 
 

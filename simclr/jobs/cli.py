@@ -36,6 +36,7 @@ from simclr.errors import ConfigError, DiskFullError, first_line
 from simclr.jobs.optuna_study import check_optuna_sweep, optuna_sweep
 from simclr.jobs.reporting import finish_wandb, record_in_log_files, write_status
 from simclr.storage import file_being_written, no_space
+from simclr.training.lost_process import LostProcessError
 from simclr.training.resilience import disk_full_error, user_error
 from simclr.training.trainer import log
 
@@ -187,7 +188,9 @@ def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
         if multirun:
             log.error("%s", error)
             return None
-        if not isinstance(error, DiskFullError):  # the log file is on the full disk: no record there
+        if isinstance(error, LostProcessError):  # maybe not a lost process: the log file keeps the traceback
+            record_in_log_files(f"{error}\n{traceback.format_exc()}")
+        elif not isinstance(error, DiskFullError):  # the log file is on the full disk: no record there
             record_in_log_files(str(error))
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -30,7 +30,7 @@ from simclr.jobs.optuna_space import search_space
 
 log = logging.getLogger("simclr")
 RDB_OPEN_ATTEMPTS = 4
-IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+IN_PROCESS_LAUNCHER = "basic"  # hydra/launcher=basic, Hydra's default: jobs run one after another in this process
 SWEEPER = "hydra_plugins.simclr_optuna_sweeper.sweeper.OptunaSweeper"
 
 
@@ -148,7 +148,8 @@ def _check_pruner(config: DictConfig, objectives: int) -> None:
             "trainer.limit_val_batches out or give hydra.sweeper.pruner=none"
         )
     launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
-    if not sweeper.storage and launcher != IN_PROCESS_LAUNCHER:
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher", IN_PROCESS_LAUNCHER)
+    if not sweeper.storage and choice != IN_PROCESS_LAUNCHER:
         raise ConfigError(
             f"{name} with trials run in other processes ({launcher.rpartition('.')[2]}) needs a study they can "
             "reach; give hydra.sweeper.storage=sqlite:///runs/optuna.db (or a journal file) and "

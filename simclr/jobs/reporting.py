@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from simclr.jobs.ranks import is_first_process
 from simclr.storage import NO_SPACE, atomic_write_text
 from simclr.training.trainer import log
 
@@ -26,7 +26,7 @@ def output_dir(cfg: DictConfig) -> Path:
 def write_status(out: Path, status: str, wall_s: float, error: str | None = None, epoch: int | None = None) -> None:
     """<out>/status.json, written whole or not at all; on a full disk it is skipped (the console has the error).
     `status`: completed, failed, or pruned (a trial its study's pruner stopped after `epoch` epochs)."""
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) > 0:
+    if not is_first_process():
         return  # under torchrun, SLURM or Lightning's DDP launcher only the first process reports
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, "error": error, "overrides": overrides, "wall_s": wall_s}

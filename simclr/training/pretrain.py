@@ -165,13 +165,14 @@ class SimCLRModule(pl.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # once per run, before steady state
             seconds = time.perf_counter() - self._first_step_start
-            self.log("time/first_step_s", seconds, on_step=False, on_epoch=True)
+            self.log("time/first_step_s", seconds, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_train_epoch_end(self) -> None:
         self._mark_train_end()
         seconds = self._train_end - self._epoch_start
-        self.log("time/epoch_s", seconds)
-        self.log("time/views_per_s", 2 * self._epoch_images * self.trainer.world_size / seconds)
+        # sync_dist: the mean over processes (one all-reduce an epoch), so every process logs the same value.
+        self.log("time/epoch_s", seconds, sync_dist=True)
+        self.log("time/views_per_s", 2 * self._epoch_images * self.trainer.world_size / seconds, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         if self.trainer.state.fn == "fit":

@@ -15,10 +15,19 @@ import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 
-def is_log_step(trainer: pl.Trainer) -> bool:
-    """Whether this training step's metrics go to the loggers: Lightning's own rule, so a host read
-    made on such a step adds no wait of its own (the loggers read the values on this step anyway)."""
-    return bool(trainer._logger_connector.should_update_logs)
+def is_log_step(trainer: pl.Trainer, step_taken: bool = False) -> bool:
+    """Whether this training batch's metrics go to the loggers: Lightning's rule (the batch's optimizer step,
+    counted from 1, a multiple of `trainer.log_every_n_steps`, or the run stopping), so a host read made on
+    such a step adds no wait of its own (the loggers read the values on this step anyway).
+
+    `trainer.global_step` counts the optimizer steps taken: during a batch (`on_train_batch_start`,
+    `training_step`) this batch's step is global_step + 1; once it is taken (`on_train_batch_end`,
+    `step_taken=True`) it is global_step."""
+    every = trainer.log_every_n_steps
+    if every == 0:
+        return False
+    step = trainer.global_step + (0 if step_taken else 1)
+    return step % every == 0 or trainer.should_stop
 
 
 class HostMetricsProgressBar(TQDMProgressBar):
@@ -39,7 +48,7 @@ class HostMetricsProgressBar(TQDMProgressBar):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and is_log_step(trainer):
+        if isinstance(loss, torch.Tensor) and is_log_step(trainer, step_taken=True):
             self._loss = float(loss)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from simclr.errors import CheckpointError, DiskFullError, SimCLRError
 from simclr.storage import NO_SPACE, atomic_write, chain, file_being_written, free_bytes, human, no_space
 from simclr.training.checkpoints import KIND_KEY, newest_intact
+from simclr.training.lost_process import lost_process_error
 
 RNG_KEY = "simclr_rng"
 
@@ -80,13 +81,17 @@ def disk_full_error(path: Path, error: OSError, checkpoints: Path | None, kind: 
 def user_error(e: Exception, cfg: DictConfig) -> SimCLRError | None:
     """The error to report in one line for `e`, or None for a bug (a traceback).
 
-    A SimCLRError is its own report. A full disk is one too, however it surfaced: the DiskFullError of the
+    A SimCLRError is its own report; so is a collective that failed in a multi-process run (`lost_process_error`).
+    A full disk is one too, however it surfaced: the DiskFullError of the
     checkpoint writer, possibly under an error Lightning raised while shutting down on the same full disk, or
     any OSError with errno ENOSPC/EDQUOT (metrics, figures, results), reported with `disk_full_error` for the
     file that was being written and the run's checkpoints.
     """
     if isinstance(e, SimCLRError):
         return e
+    lost = lost_process_error(e, cfg)
+    if lost is not None:
+        return lost
     full = next((link for link in chain(e) if isinstance(link, DiskFullError)), None)
     if full is not None:
         return full

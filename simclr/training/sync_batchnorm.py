@@ -3,10 +3,13 @@
 torch's SyncBatchNorm runs only on GPUs; `AnyDeviceSyncBatchNorm` computes the same global mean and
 variance with two all-reduces that keep gradients (`simclr.models.collectives`), so the CPU (gloo) tests
 check the multi-process path against one process. `AnyDeviceSyncBatchNormPlugin` is the Lightning
-plugin that converts a model's BatchNorm layers (`trainer=ddp_sim`, `trainer.sync_batchnorm=true`).
+plugin that converts a model's BatchNorm layers; `batchnorm_sync` chooses it for `trainer.sync_batchnorm=true`
+on a CPU, where Lightning's own choice (torch's SyncBatchNorm) would fail at the first step.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import torch
 from pytorch_lightning.plugins import LayerSync
@@ -95,3 +98,22 @@ class AnyDeviceSyncBatchNormPlugin(LayerSync):
 
     def revert(self, model: nn.Module) -> nn.Module:
         return revert_sync_batchnorm(model)
+
+
+class BatchNormSync(NamedTuple):
+    """How BatchNorm statistics are synchronised: Trainer(sync_batchnorm=...) and the plugin that does it."""
+
+    sync_batchnorm: bool  # Lightning's flag: torch.nn.SyncBatchNorm (GPUs only)
+    plugin: AnyDeviceSyncBatchNormPlugin | None
+    why: str  # one phrase, logged
+
+
+def batchnorm_sync(trainer_cfg: Any) -> BatchNormSync:
+    """`trainer.sync_batchnorm=true`: torch's SyncBatchNorm on GPUs, AnyDeviceSyncBatchNorm on the CPU (the
+    same statistics; torch's raises a ValueError there at the first step)."""
+    asked = bool(trainer_cfg.get("sync_batchnorm", False))
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    on_cpu = accelerator == "cpu" or accelerator == "auto" and not torch.cuda.is_available()
+    if asked and on_cpu:
+        return BatchNormSync(False, AnyDeviceSyncBatchNormPlugin(), "AnyDeviceSyncBatchNorm (sync_batchnorm on a CPU)")
+    return BatchNormSync(asked, None, "torch.nn.SyncBatchNorm" if asked else "none (sync_batchnorm=false)")

@@ -19,6 +19,7 @@ from simclr.errors import ConfigError, first_line
 from simclr.training.precision import choose_precision
 from simclr.training.progress import HostMetricsProgressBar
 from simclr.training.resilience import AtomicCheckpointIO
+from simclr.training.sync_batchnorm import batchnorm_sync
 
 log = logging.getLogger("simclr")
 
@@ -59,7 +60,8 @@ def probe_fit_warnings() -> Iterator[None]:
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Trainer from `cfg.trainer` (Trainer kwargs), with the logger of `cfg.logger`; its precision is
-    `choose_precision`'s (trainer.precision=auto resolved here, in this one place, and logged)."""
+    `choose_precision`'s and its BatchNorm synchronisation `batchnorm_sync`'s (trainer.precision=auto and
+    trainer.sync_batchnorm on a CPU resolved here, in this one place, and logged)."""
     silence_expected_warnings()
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
@@ -67,10 +69,10 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     callbacks = [*(kwargs.pop("callbacks", None) or []), *callbacks]
     if kwargs.get("enable_progress_bar", True):
         callbacks.append(HostMetricsProgressBar())  # Lightning's own bar reads the loss on every step
-    plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
-    precision = choose_precision(cfg.trainer)
-    log.info("precision %s (%s)", precision.value, precision.why)
-    kwargs["precision"] = precision.value
+    precision, sync = choose_precision(cfg.trainer), batchnorm_sync(cfg.trainer)
+    log.info("precision %s (%s); BatchNorm synchronisation: %s", precision.value, precision.why, sync.why)
+    kwargs["precision"], kwargs["sync_batchnorm"] = precision.value, sync.sync_batchnorm
+    plugins = [*(kwargs.pop("plugins", None) or []), *([sync.plugin] if sync.plugin else []), AtomicCheckpointIO()]
     try:
         return pl.Trainer(
             **kwargs, logger=logger, callbacks=callbacks, plugins=plugins, default_root_dir=cfg.paths.output_dir

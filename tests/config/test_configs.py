@@ -171,7 +171,8 @@ def test_slurm_multinode_config_resolves() -> None:
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert launcher.partition == "gpu"
     assert cfg.ckpt_path == "auto"  # a requeued job continues from its own last.ckpt
-    assert (cfg.trainer.strategy, cfg.trainer.sync_batchnorm, cfg.trainer.num_nodes) == ("ddp", True, 2)
+    assert cfg.trainer.strategy._target_ == "pytorch_lightning.strategies.DDPStrategy"
+    assert (cfg.trainer.sync_batchnorm, cfg.trainer.num_nodes) == (True, 2)
     derived = derive_run_values(cfg)
     assert (derived.world_size, derived.per_device_batch) == (8, 64)
     assert derived.lr == pytest.approx(0.24)  # linear rule on the global batch: 0.06 x 512 / 128
@@ -193,3 +194,20 @@ def test_probe_results_land_in_the_run_they_evaluate(tmp_path: Path) -> None:
     assert Path(probe_run_dir(str(run))).name.startswith("newest_")
     assert Path(probe_run_dir(str(run / "checkpoints" / "epoch0001.ckpt"))).name.startswith("epoch0001_")
     assert probe_run_dir(None).startswith("runs/linear/random_")
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "torch_layer", "plugin"), [("gpu", True, False), ("cpu", False, True), ("cuda", True, False)]
+)
+def test_synchronised_batchnorm_is_the_one_that_runs_on_the_accelerator(
+    accelerator: str, torch_layer: bool, plugin: bool
+) -> None:
+    """trainer.sync_batchnorm=true: torch's SyncBatchNorm on GPUs, AnyDeviceSyncBatchNorm on the CPU (no `+`)."""
+    from simclr.training.sync_batchnorm import AnyDeviceSyncBatchNormPlugin, batchnorm_sync
+
+    cfg = compose_config("train_ssl", ["trainer=ddp", f"trainer.accelerator={accelerator}"])
+    chosen = batchnorm_sync(cfg.trainer)
+    assert chosen.sync_batchnorm is torch_layer
+    assert isinstance(chosen.plugin, AnyDeviceSyncBatchNormPlugin) is plugin
+    off = batchnorm_sync(compose_config("train_ssl", ["trainer=cpu"]).trainer)
+    assert (off.sync_batchnorm, off.plugin) == (False, None)
