@@ -15,6 +15,7 @@ from simclr.data.datamodule import TensorBatches
 from simclr.errors import ConfigError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_predict
+from simclr.models.collectives import gather
 from simclr.models.loss import NTXentLoss
 from simclr.models.nets import ProjectionHead, build_encoder
 from simclr.training import randomness
@@ -264,7 +265,7 @@ class SimCLRModule(pl.LightningModule):
         are exactly those of one process.
         """
         if self.trainer.world_size > 1:
-            feats, labels, indices = (self.all_gather(t).flatten(0, 1) for t in (feats, labels, indices))
+            feats, labels, indices = (gather(t) for t in (feats, labels, indices))
         order = indices.argsort(stable=True)
         first = torch.ones_like(order, dtype=torch.bool)
         first[1:] = indices[order][1:] != indices[order][:-1]

@@ -13,6 +13,8 @@ import logging
 import pytorch_lightning as pl
 import torch
 
+from simclr.models.collectives import gather
+
 log = logging.getLogger("simclr")
 CHECKPOINT_KEY = "simclr_augment_rng"
 
@@ -33,7 +35,7 @@ def gathered_states(module: pl.LightningModule, gen: torch.Generator) -> torch.T
     if module.trainer.world_size == 1:
         return state.unsqueeze(0)
     device = module.device if module.device.type == "cuda" else torch.device("cpu")  # NCCL needs CUDA tensors
-    return module.all_gather(state.to(device)).cpu()
+    return gather(state.to(device).unsqueeze(0)).cpu()
 
 
 def restore(gen: torch.Generator, saved: dict, seed: int, rank: int, world_size: int, step: int) -> None:
