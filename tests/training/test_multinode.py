@@ -156,7 +156,10 @@ def test_a_node_lost_mid_epoch_costs_that_epoch_only(
     assert detect < 5  # gloo sees the connection close: no timeout involved
 
 
-def test_a_hung_node_is_given_up_after_the_configured_timeout(cifar_root: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # 15 s; the one-line report itself is checked by default (test_a_failed_collective_is_one_line)
+def test_a_hung_node_is_given_up_after_the_configured_timeout(
+    cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Node 1's worker stops (SIGSTOP) without closing anything: the survivor waits trainer.strategy.timeout
     (3 s here), then ends with one line that names the setting."""
     record = tmp_path / "record"
@@ -173,7 +176,28 @@ def test_a_hung_node_is_given_up_after_the_configured_timeout(cifar_root: Path, 
             a.wait()
     killed = json.loads((record / "killed.json").read_text())
     failed = json.loads((record / f"failed_{1 - killed['rank']}.json").read_text())
+    with capsys.disabled():
+        print(f"\nhung node: given up after {failed['time'] - killed['time']:.2f} s (timeout 3 s)")
     assert 2.9 < failed["time"] - killed["time"] < 8
     output = "\n".join((tmp_path / "logs" / f"agent{n}.out").read_text() for n in range(2))
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "trainer.strategy.timeout=3 s" in errors[0], output[-3000:]
+
+
+def test_a_failed_collective_is_one_line_that_names_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RuntimeError in a run of more than one process is reported as a lost process; other errors, and any
+    error of a single process, are not (they keep their traceback)."""
+    from simclr.training.lost_process import lost_process_error
+    from tests.helpers import compose_config
+
+    cfg = compose_config("train_ssl", ["trainer=ddp", "trainer.strategy.timeout.seconds=90", "paths.output_dir=run"])
+    gloo = RuntimeError("[pair.cc:545] Read error [127.0.0.1]:24262: Connection reset by peer.\nmore lines")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    error = lost_process_error(gloo, cfg)
+    assert error is not None and "\n" not in str(error)
+    assert "of this 8-process run failed (RuntimeError: [pair.cc:545] Read error" in str(error)
+    assert "trainer.strategy.timeout=90 s" in str(error) and "run/checkpoints with ckpt_path=auto" in str(error)
+    assert lost_process_error(ValueError("a bug"), cfg) is None
+    assert lost_process_error(torch.OutOfMemoryError("out of memory"), cfg) is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert lost_process_error(gloo, cfg) is None
