@@ -4,6 +4,7 @@ release that the pins admit. Read from the source's syntax tree, so that a new p
 from __future__ import annotations
 
 import ast
+import functools
 
 from tests.helpers import REPO
 
@@ -75,7 +76,10 @@ def _attribute_reads(tree: ast.AST) -> list[str]:
     node._x), a base class (super()._x), or self._x that the class never sets (a library base class's)."""
     found = []
     classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
-    own = {id(node): _own_attributes(cls) for cls in classes for node in ast.walk(cls)}
+    own = {}
+    for cls in classes:  # outer classes first (ast.walk is breadth-first): a nested class's nodes are its own
+        attributes = _own_attributes(cls)
+        own.update({id(node): attributes for node in ast.walk(cls)})
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Attribute) and _private(node.attr)):
             continue
@@ -90,14 +94,15 @@ def _attribute_reads(tree: ast.AST) -> list[str]:
     return found
 
 
-def private_uses() -> set[tuple[str, str]]:
+@functools.cache
+def private_uses() -> frozenset[tuple[str, str]]:
     uses = set()
     for package in PACKAGES:
         for path in sorted(package.rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
             where = path.relative_to(REPO).as_posix()
             uses |= {(where, name) for name in _imports(tree) + _attribute_reads(tree)}
-    return uses
+    return frozenset(uses)
 
 
 def test_no_private_names_of_other_libraries() -> None:
