@@ -127,6 +127,16 @@ def table(r: dict[str, Any]) -> str:
             "CUDA launches per view, eager / compiled",
             f"{aug.get('cuda_launches_per_view_eager', '-')} / {aug.get('cuda_launches_per_view_compiled', '-')}",
         )
+    util = tp.get("utilisation") or {}
+    if util:
+        peak = util["peak"]
+        add("FLOPs a view, forward + backward (torch's counter)", f"{util['flops_per_view'] / 1e9:.3f} GFLOP")
+        add("model FLOP/s through trainer.fit", f"{util['model_flops_per_s'] / 1e12:.2f} TFLOP/s")
+        add(f"peak matmul FLOP/s ({peak['dtype']}, n = {peak['size']})", f"{peak['flops_per_s'] / 1e12:.1f} TFLOP/s")
+        add("MFU", pct(util["mfu"]))
+        phases = util["phases_s_per_step"]
+        total = sum(phases.values())
+        add("one eager step by phase", ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in phases.items()))
     add(
         "sync check",
         sync.get("status", "not run") + (f" ({sync['checked_steps']} steps)" if "checked_steps" in sync else ""),

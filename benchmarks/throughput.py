@@ -33,6 +33,9 @@ over the bare step's time), and its ops per view: eager (`simclr.training.profil
 `module.augment(images)`), compiled with --compile-ops (`torch.compile(augment.apply)`, kernels generated
 by Inductor, caches off, plus the parameter draw's eager ops) and, on CUDA, kernel launches per view
 counted with torch.profiler for both.
+Utilisation (benchmarks/utilisation.py): the FLOPs of one view's forward and backward (torch's FLOP counter),
+the model FLOP/s that makes at trainer.fit's views/s, the peak matmul FLOP/s of the compute dtype measured
+in the same run, their ratio (MFU), and one eager step's time by phase from torch.profiler.
 Writes everything as JSON (--out) with the device, driver, versions, CPU count and arguments.
 The rows are timed in benchmarks/throughput_rows.py, the op counts taken in benchmarks/augment_ops.py;
 this script composes the config, runs them in that order and writes the report.
@@ -62,7 +65,8 @@ from benchmarks.common import (  # noqa: E402
     environment,
     write_random_cifar10,
 )
-from benchmarks.throughput_rows import bench_bare, bench_baseline, bench_fit, device_batches  # noqa: E402
+from benchmarks.throughput_rows import bench_bare, bench_baseline, bench_fit, build_bare, device_batches  # noqa: E402
+from benchmarks.utilisation import measure as measure_utilisation  # noqa: E402
 from simclr.training.precision import choose_precision  # noqa: E402
 
 
@@ -104,7 +108,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         aug.update(eager_op_counts(module, x, autocast_dtype(cfg, device)))
         if args.compile_ops:
             aug.update(compiled_op_counts(module, x, autocast_dtype(cfg, device), aug["sample_params_ops"]))
-        del module, x
+        del module
+        util_module, util_optimizer = build_bare(cfg, device)  # eager, whatever model.compile says
+        fit_views = rows["trainer_fit"]["views_per_s"]
+        utilisation = measure_utilisation(util_module, util_optimizer, x, autocast_dtype(cfg, device), fit_views)
+        del util_module, util_optimizer, x
         if not args.skip_baseline:
             rows["baseline_fp32"] = bench_baseline(cfg, args, images, device, project_format=False)
             rows["baseline_project"] = bench_baseline(cfg, args, images, device, project_format=True)
@@ -112,6 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result.update(
         rows=rows,
         augmentation=aug,
+        utilisation=utilisation,
         ratios={f"fit_over_{k}": fit / r["views_per_s"] for k, r in rows.items() if k != "trainer_fit"},
     )
     return result
@@ -150,11 +159,26 @@ def print_table(result: dict[str, Any]) -> None:
             f"CUDA launches per view: eager {aug['cuda_launches_per_view_eager']}, "
             f"compiled {aug.get('cuda_launches_per_view_compiled', '-')}"
         )
+    print_utilisation(result["utilisation"])
     f = result["rows"]["trainer_fit"]
     print(
         f"trainer.fit run: {f['wall_s']:.1f} s in all (setup {f['setup_s']:.1f} s, warm-up {f['warmup_s']:.1f} s, "
         f"teardown {f['teardown_s']:.1f} s), {f['epoch_ends_in_windows']} epoch end(s) in the timed steps"
     )
+
+
+def print_utilisation(u: dict[str, Any]) -> None:
+    """FLOPs, achieved and peak FLOP/s, MFU, and the phases of one eager step."""
+    peak = u["peak"]
+    print(
+        f"utilisation: {u['flops_per_view'] / 1e6:,.1f} MFLOP a view (forward + backward, torch's counter); "
+        f"trainer.fit {u['model_flops_per_s'] / 1e9:,.1f} GFLOP/s; peak {peak['flops_per_s'] / 1e9:,.1f} GFLOP/s "
+        f"({peak['dtype']} matmul, n = {peak['size']}); MFU {100 * u['mfu']:.1f}%"
+    )
+    phases = u["phases_s_per_step"]
+    total = sum(phases.values())
+    shares = ", ".join(f"{name} {1e3 * s:.1f} ms ({100 * s / total:.0f}%)" for name, s in phases.items())
+    print(f"one eager step by phase (torch.profiler): {shares}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -54,6 +54,19 @@ def test_throughput_benchmark_runs_every_row(tmp_path: Path) -> None:
     )
     assert aug["syncs_per_view_eager"] == 0 and "ops_per_view_compiled" not in aug  # --compile-ops was not given
 
+    util = report["utilisation"]  # the figures themselves: tests/benchmarks/test_utilisation.py
+    assert util["model_flops_per_s"] == util["flops_per_view"] * fit["views_per_s"]
+    assert util["mfu"] == util["model_flops_per_s"] / util["peak"]["flops_per_s"]
+    assert set(util["phases_s_per_step"]) == {
+        "views",
+        "encoder forward",
+        "head, loss and gather",
+        "backward",
+        "optimizer",
+        "rest",
+    }
+    assert "MFU" in done.stdout
+
     env = report["environment"]
     assert env["torch"] == torch.__version__ and env["cpu_count"] >= 1 and env["device"]
     assert report["args"]["batch"] == 16 and report["config"]["arch"] == "resnet_tiny"
