@@ -33,6 +33,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from simclr.config.rules import check, show, suggest
 from simclr.config.schema import TrainSSLConfig, choices
 from simclr.errors import ConfigError, DiskFullError, first_line
+from simclr.jobs.group_overrides import check_group_overrides
 from simclr.jobs.optuna_study import check_optuna_sweep, optuna_sweep
 from simclr.jobs.reporting import finish_wandb, record_in_log_files, write_status
 from simclr.storage import file_being_written, no_space
@@ -40,19 +41,25 @@ from simclr.training.lost_process import LostProcessError
 from simclr.training.resilience import disk_full_error, user_error
 from simclr.training.trainer import log
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/, beside the entry points
 
 
 def _mode() -> RunMode | None:
     return HydraConfig.get().mode if HydraConfig.initialized() else None
 
 
-def run_script(hydra_main: Callable[[], Any]) -> None:
-    """Runs a `@hydra.main` function (`if __name__ == "__main__": run_script(main)`): what Hydra or
-    OmegaConf refuse ends in one line and exit status 2. HYDRA_FULL_ERROR=1 makes Hydra raise instead of
-    printing its own report; a user who set it gets the exception itself."""
+def run_script(hydra_main: Callable[[], Any], config_name: str) -> None:
+    """Runs a `@hydra.main` function on conf/<config_name>.yaml (`if __name__ == "__main__": run_script(main,
+    "train_ssl")`): what Hydra or OmegaConf refuse ends in one line and exit status 2, and so do the overrides
+    they would answer with a traceback (`check_group_overrides`). HYDRA_FULL_ERROR=1 makes Hydra raise instead
+    of printing its own report; a user who set it gets the exception itself."""
     user_wants_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        check_group_overrides(sys.argv[1:], CONF, config_name)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as e:

@@ -61,6 +61,8 @@ REFUSALS = {
         "optimizer.lrr is not a key of optimizer; did you mean optimizer.lr?",
     ),
     "by the rules, before the run starts": ("train_ssl.py", ["knn.k=0"], "knn.k=0 must be an integer >= 1"),
+    # Hydra would raise a ValueError building the defaults list (simclr/jobs/group_overrides.py).
+    "a null group, before Hydra composes": ("train_ssl.py", ["model=null"], "model=null is not an option of model"),
 }
 
 
@@ -85,3 +87,13 @@ def test_a_refusal_is_one_line_and_exit_status_2(case: str, refusals: dict[str, 
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert one_error_line(proc.stderr).startswith(f"error: {line}"), proc.stderr[-3000:]
     assert list(cwd.iterdir()) == [], f"{script} wrote {sorted(str(p) for p in cwd.rglob('*'))}"
+
+
+def test_a_key_of_a_group_the_command_does_not_select_is_one_line(tmp_path: Path) -> None:
+    """train_linear.py's model is null (the checkpoint names it): a key of it alone would reach an AssertionError
+    inside OmegaConf; it is refused with the group to select instead."""
+    proc = run_entry_point("train_linear.py", "model.width=8", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = one_error_line(proc.stderr)
+    assert line.startswith("error: model.width=8 sets a key of model, which this command does not select"), line
+    assert "model=resnet18" in line and list(tmp_path.iterdir()) == []
