@@ -6,8 +6,10 @@ and command-line value is merged onto these dataclasses while Hydra composes: a 
 (`data.batch_size=abc`), a choice outside its Enum (`model.arch=vgg`) or a key the node's dataclass lacks
 (`optimizer.lrr=1`) raises OmegaConf's ValidationError / ConfigKeyError, which simclr/jobs/cli.py turns into
 one line. Each optimizer has its own dataclass (conf/optimizer/*.yaml select theirs as `/schema/optimizer/
-<name>`), so `optimizer=sgd optimizer.betas=[0.9,0.99]` is refused as a key SGD does not have. `trainer`
-(any Lightning Trainer argument, added with `+trainer.KEY=VALUE`) and `logger` stay open mappings.
+<name>`), so `optimizer=sgd optimizer.betas=[0.9,0.99]` is refused as a key SGD does not have. `trainer` is
+every argument of the installed Lightning Trainer, read from its signature (simclr/config/signature_schema.py):
+`trainer.enable_progress_bar=maybe` is refused, `trainer.deterministic=true` needs no `+`. `logger` stays an
+open mapping (a `_target_` and its arguments).
 
 What a type cannot say (numeric ranges, values that go together) is in simclr/config/rules.py, beside this.
 """
@@ -20,6 +22,10 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II
+
+from simclr.config.signature_schema import trainer_schema
+
+TrainerConfig = trainer_schema()  # Lightning's Trainer arguments, typed from its signature
 
 
 class Choice(str, Enum):
@@ -196,7 +202,7 @@ class TrainSSLConfig:  # conf/train_ssl.yaml: SimCLR pretraining
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    trainer: dict[str, Any] = field(default_factory=dict)  # Lightning Trainer arguments
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # Lightning Trainer arguments
     logger: dict[str, Any] | None = None  # a Lightning logger (_target_ and its arguments)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -208,7 +214,7 @@ class TrainLinearConfig:  # conf/train_linear.yaml: the probe of a checkpoint (c
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig | None = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] | None = None
     paths: PathsConfig = field(default_factory=PathsConfig)
 

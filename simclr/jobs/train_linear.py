@@ -150,8 +150,8 @@ def probe_after_pretraining(
     OmegaConf.set_struct(probe_cfg, False)
     probe_cfg.pop("logger", None)  # the probe logs to its own CSV; its results go to the run's logger
     probe_cfg = OmegaConf.merge(probe_cfg, with_probe)
-    for key in ("strategy", "sync_batchnorm", "plugins"):
-        probe_cfg.trainer.pop(key, None)
+    # One device: the pretraining run's multi-process settings go back to the Trainer's defaults.
+    probe_cfg.trainer.update(strategy="auto", sync_batchnorm=False, plugins=None)
     out = output_dir(probe_cfg)
     source = pretrained_source({**resolved_config(cfg), "split": split}, str(ckpt.resolve()))
     return fit_probe(copy.deepcopy(encoder), source, probe_cfg, out)

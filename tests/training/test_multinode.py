@@ -137,7 +137,7 @@ def test_a_node_lost_mid_epoch_costs_that_epoch_only(
     torchrun restarts both, they resume from the end of epoch 0 (ckpt_path=auto), and the run ends with the
     weights of the run never interrupted. The detection and restart times are printed (docs/scaling.md)."""
     record = tmp_path / "record"
-    lose = f"+trainer.callbacks=[{{_target_:tests.callbacks.LoseNode,out_dir:{record}}}]"
+    lose = f"trainer.callbacks=[{{_target_:tests.callbacks.LoseNode,out_dir:{record}}}]"
     agents = start_nodes(tmp_path / "run", [*TWO_NODES, f"data.root={cifar_root}", lose], tmp_path / "logs", 1)
     codes = wait_all(agents)
     outputs = [(tmp_path / "logs" / f"agent{n}.out").read_text() for n in range(2)]
@@ -163,7 +163,7 @@ def test_a_hung_node_is_given_up_after_the_configured_timeout(
     """Node 1's worker stops (SIGSTOP) without closing anything: the survivor waits trainer.strategy.timeout
     (3 s here), then ends with one line that names the setting."""
     record = tmp_path / "record"
-    hang = f"+trainer.callbacks=[{{_target_:tests.callbacks.LoseNode,out_dir:{record},epoch:0,signal:SIGSTOP}}]"
+    hang = f"trainer.callbacks=[{{_target_:tests.callbacks.LoseNode,out_dir:{record},epoch:0,signal:SIGSTOP}}]"
     overrides = [*TWO_NODES, f"data.root={cifar_root}", hang, "trainer.strategy.timeout.seconds=3"]
     agents = start_nodes(tmp_path / "run", overrides, tmp_path / "logs")
     deadline = time.monotonic() + 120

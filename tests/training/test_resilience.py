@@ -61,7 +61,7 @@ def test_killed_run_resumes_to_the_same_weights(cifar_root: Path, tmp_path: Path
     """train_ssl.py stopped by a signal in its second epoch, then resumed: the weights and the losses of the tiny
     run that was never stopped (ssl_run, the same config)."""
     run = tmp_path / "run"
-    slow = "+trainer.callbacks=[{_target_: tests.callbacks.SlowDown, seconds: 0.3}]"
+    slow = "trainer.callbacks=[{_target_: tests.callbacks.SlowDown, seconds: 0.3}]"
     proc = start_entry_point("train_ssl.py", *_cli_args(cifar_root, run, slow))
     deadline = time.time() + 240
     while not (run / "checkpoints" / "epoch0000.ckpt").exists():  # one epoch done, the second under way

@@ -1,0 +1,60 @@
+"""Schemas read from a callable's signature: the `trainer` group is Lightning's Trainer arguments.
+
+A hand-written dataclass of the Trainer's fifty-odd arguments would fall behind the installed Lightning; this
+one is made from `pytorch_lightning.Trainer.__init__` when the package is imported, so every argument of the
+installed version is a key, typed where OmegaConf can type it (bool, int, float, str, each optionally None) and
+`Any` where the argument takes objects or unions (accelerator, strategy, precision, devices, callbacks, ...).
+A default equals the Trainer's own, so a key no config sets passes the Trainer what it would assume anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, Union
+
+SIMPLE = (bool, int, float, str)
+
+
+def omegaconf_type(hint: Any) -> Any:
+    """The type OmegaConf can check for a type hint: bool/int/float/str or Optional of one, else Any."""
+    if hint in SIMPLE:
+        return hint
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and rest[0] in SIMPLE:
+            return rest[0] | None
+    return Any
+
+
+def signature_dataclass(name: str, function: Callable[..., Any], exclude: Iterable[str] = ()) -> type:
+    """A dataclass with a field for each keyword argument of `function` (but `exclude`), typed and defaulted
+    as the signature says (objects as defaults become None, typed Any)."""
+    try:
+        hints = typing.get_type_hints(function)
+    except (NameError, TypeError):  # a hint naming a type that is not importable here
+        hints = {}
+    fields = []
+    for p in inspect.signature(function).parameters.values():
+        if p.name == "self" or p.name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        typ = omegaconf_type(hints.get(p.name, Any))
+        default = None if p.default is inspect.Parameter.empty else p.default
+        if not isinstance(default, (*SIMPLE, type(None))):
+            typ, default = Any, None
+        if default is None and typ is not Any and type(None) not in typing.get_args(typ):
+            typ = typ | None
+        fields.append((p.name, typ, dataclasses.field(default=default)))
+    return dataclasses.make_dataclass(name, fields)
+
+
+def trainer_schema() -> type:
+    """Lightning's Trainer arguments; `logger` and `default_root_dir` are not among them: the entry points
+    pass those from the `logger` group and `paths.output_dir`."""
+    import pytorch_lightning as pl
+
+    return signature_dataclass("TrainerConfig", pl.Trainer.__init__, exclude=("logger", "default_root_dir"))
