@@ -100,11 +100,16 @@ def check_group_overrides(args: list[str], conf: Path, config_name: str) -> None
 
 
 def _refuse_null(o: Override, options: list[str]) -> None:
-    if not o.is_sweep_override() and o.value() is None:
-        group = o.key_or_group
-        raise ConfigError(
-            f"{group}=null is not an option of {group}; choose one of {options} (conf/{group}/), or leave {group} out"
-        )
+    """`group=null`, `group=1`, `group=true`: Hydra takes a group's option by name (a string) or a list of names."""
+    values = list(o.sweep_iterator()) if o.is_sweep_override() and o.is_discrete_sweep() else [o.value()]
+    group = o.key_or_group
+    for value in values:
+        if value is None or isinstance(value, (bool, int, float)):
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            raise ConfigError(
+                f"{group}={shown} is not an option of {group}; choose one of {options} (conf/{group}/), "
+                f"or leave {group} out"
+            )
 
 
 def _values(o: Override) -> list[str]:

@@ -39,6 +39,8 @@ def test_what_hydra_composes_passes(config: str, args: list[str]) -> None:
         ("train_ssl", ["model=null"], "model=null is not an option of model; choose one of ['resnet18'"),
         ("train_ssl", ["experiment=null", "trainer=cpu"], "experiment=null is not an option of experiment"),
         ("train_ssl", ["--cfg", "job", "model=null"], "model=null is not an option of model"),
+        ("train_ssl", ["augmentation=crop_flip", "augmentation=1"], "augmentation=1 is not an option of augmentation"),
+        ("train_ssl", ["-m", "optimizer=adam,true"], "optimizer=true is not an option of optimizer"),
         ("train_linear", ["--info", "model.width=8"], "model.width=8 sets a key of model"),
     ],
 )
