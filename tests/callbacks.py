@@ -203,7 +203,7 @@ class LoseNode(pl.Callback):
         node = int(os.environ.get("GROUP_RANK", "-1"))
         if (node, trainer.current_epoch, batch_idx) == (self.node, self.epoch, self.batch):
             if not (self.out_dir / "killed.json").exists():
-                self._write("killed.json", rank=trainer.global_rank, signal=self.signal.name)
+                self._write("killed.json", rank=trainer.global_rank, signal=self.signal.name, pid=os.getpid())
                 os.kill(os.getpid(), self.signal)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

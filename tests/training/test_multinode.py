@@ -4,6 +4,7 @@ global ranks, shards and per-rank randomness in one launch); then a node lost, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,6 +176,8 @@ def test_a_hung_node_is_given_up_after_the_configured_timeout(
             os.killpg(a.pid, signal.SIGKILL)
             a.wait()
     killed = json.loads((record / "killed.json").read_text())
+    with contextlib.suppress(ProcessLookupError):  # the stopped worker is in a session of its own: ended too
+        os.kill(killed["pid"], signal.SIGKILL)
     failed = json.loads((record / f"failed_{1 - killed['rank']}.json").read_text())
     with capsys.disabled():
         print(f"\nhung node: given up after {failed['time'] - killed['time']:.2f} s (timeout 3 s)")
