@@ -140,6 +140,28 @@ def test_frozen_parameters_are_left_out() -> None:
     assert all(p is not model[0].weight for g in opt.param_groups for p in g["params"])
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_cpu_parameters_take_the_fused_kernel(name: str) -> None:
+    """One fused kernel per step on the CPU too (the quick start's device), and the same step as the loop's."""
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    cfg = {"name": name, "weight_decay": 1e-4, "momentum": 0.9}
+    fused = build_optimizer(a, cfg, lr=0.1)
+    assert fused.defaults["fused"] is True
+    looped = torch.optim.SGD if name == "sgd" else {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    reference = looped(b.parameters(), lr=0.1, weight_decay=1e-4, foreach=False, **extra)
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for model, opt in ((a, fused), (b, reference)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
 @pytest.mark.parametrize("name", ["rmsprop", "Adam", "lamb"])
 def test_unknown_optimizer_raises_config_error(name: str) -> None:
     with pytest.raises(ConfigError):
