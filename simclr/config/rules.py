@@ -11,8 +11,9 @@ import math
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError, OmegaConfBaseException
 
+from simclr.config.logger_schema import typed_logger
 from simclr.config.schema import OPTIMIZERS
 from simclr.errors import ConfigError, first_line
 
@@ -171,6 +172,9 @@ def _check_keys(node: DictConfig, prefix: str = "") -> None:
     if not dataclasses.is_dataclass(schema):
         return
     names = [f.name for f in dataclasses.fields(schema)]
+    if deleted := [name for name in names if name not in node]:  # `~key` on the command line
+        key = f"{prefix}{deleted[0]}"
+        raise ConfigError(f"{key} is deleted, but the job reads it; remove ~{key} from the command line")
     for key in node.keys():
         if key == "hydra" and not prefix:
             continue  # Hydra's own node (single runs): Hydra's to check
@@ -181,6 +185,29 @@ def _check_keys(node: DictConfig, prefix: str = "") -> None:
             continue  # a value given elsewhere: checked where it is given
         if isinstance(child := node.get(key), DictConfig):
             _check_keys(child, f"{prefix}{key}.")
+
+
+def _check_interpolations(node: DictConfig | ListConfig, prefix: str = "") -> None:
+    """Refuses an interpolation `${key}` whose key the config does not have, naming the value that holds it
+    (OmegaConf would raise when the job first reads it, mid-run or in a library). Hydra's node is Hydra's."""
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        if key == "hydra" and not prefix:
+            continue
+        name = f"{prefix}{key}"
+        if OmegaConf.is_interpolation(node, key):
+            try:
+                node[key]
+            except InterpolationKeyError as e:
+                raw = OmegaConf.to_container(node, resolve=False)[key]
+                raise ConfigError(
+                    f"{name}={raw} cannot be resolved ({first_line(e)}); an interpolation names a key of the "
+                    "config, e.g. ${data.batch_size}"
+                ) from None
+            except InterpolationResolutionError:
+                continue  # a resolver that needs the running job (${hydra:runtime.output_dir}): the job's to resolve
+        elif isinstance(child := node[key], (DictConfig, ListConfig)):
+            _check_interpolations(child, f"{name}.")
 
 
 def suggest(key: str, names: list[str], prefix: str = "") -> str:
@@ -197,6 +224,9 @@ def check(cfg: DictConfig) -> None:
     """
     pretraining = "loss" in cfg
     _check_keys(cfg)
+    _check_interpolations(cfg)
+    if cfg.get("logger"):
+        typed_logger(cfg.logger, resolve=False)  # its keys and types, from the logger class's signature
     _check_ranges(cfg)
     _check_trainer(cfg)
     if _read(cfg, "model") is not None:

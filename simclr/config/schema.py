@@ -219,6 +219,10 @@ class TrainLinearConfig:  # conf/train_linear.yaml: the probe of a checkpoint (c
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
+# The primary config's schema of each entry point (conf/<name>.yaml).
+PRIMARY_SCHEMAS: dict[str, type] = {"train_ssl": TrainSSLConfig, "train_linear": TrainLinearConfig}
+
+
 def register_schemas() -> None:
     """Stores the two primary schemas, one schema per optimizer (group `schema/optimizer`), and the Hydra
     callback that checks a single run before it writes anything. Must run before Hydra composes."""

@@ -34,12 +34,13 @@ def omegaconf_type(hint: Any) -> Any:
 def signature_dataclass(name: str, function: Callable[..., Any], exclude: Iterable[str] = ()) -> type:
     """A dataclass with a field for each keyword argument of `function` (but `exclude`), typed and defaulted
     as the signature says (objects as defaults become None, typed Any)."""
+    parameters = inspect.signature(function).parameters.values()
     try:
         hints = typing.get_type_hints(function)
-    except (NameError, TypeError):  # a hint naming a type that is not importable here
-        hints = {}
+    except (NameError, TypeError):  # one hint names a type not importable here: keep the others as written
+        hints = {p.name: p.annotation for p in parameters if not isinstance(p.annotation, str)}
     fields = []
-    for p in inspect.signature(function).parameters.values():
+    for p in parameters:
         if p.name == "self" or p.name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         typ = omegaconf_type(hints.get(p.name, Any))
@@ -58,3 +59,12 @@ def trainer_schema() -> type:
     import pytorch_lightning as pl
 
     return signature_dataclass("TrainerConfig", pl.Trainer.__init__, exclude=("logger", "default_root_dir"))
+
+
+def describe_type(typ: Any) -> str:
+    """'an integer', 'a number', 'true or false', 'a string', 'a list of numbers', with 'or null'."""
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    base = args[0] if len(args) == 1 and type(None) in typing.get_args(typ) else typ  # X | None -> X
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of numbers"}
+    text = names.get(typing.get_origin(base) or base) or ("a mapping" if dataclasses.is_dataclass(base) else "")
+    return f"{text} or null" if base is not typ else text

@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from simclr.config.rules import check, show, suggest
-from simclr.config.schema import TrainSSLConfig, choices
+from simclr.config.schema import PRIMARY_SCHEMAS, TrainSSLConfig, choices
+from simclr.config.signature_schema import describe_type
 from simclr.errors import ConfigError, DiskFullError, first_line
 from simclr.jobs.group_overrides import check_group_overrides
 from simclr.jobs.optuna_study import check_optuna_sweep, optuna_sweep
@@ -56,7 +57,7 @@ def run_script(hydra_main: Callable[[], Any], config_name: str) -> None:
     user_wants_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        check_group_overrides(sys.argv[1:], CONF, config_name)
+        check_group_overrides(sys.argv[1:], CONF, config_name, PRIMARY_SCHEMAS.get(config_name))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -123,29 +124,21 @@ def _omegaconf_error(cause: OmegaConfBaseException, given: dict[str, str], conf_
         if schema is None:  # an open mapping (trainer, logger): keys are added with +
             return f"{key}{where} is not set in conf/; add it with +{key}={value}"
         names = [f.name for f in dataclasses.fields(schema)]
-        return f"{key}{where} is not a key of {parent or 'the config'}; {suggest(name, names, parent + '.')}"
+        hint = suggest(name, names, f"{parent}." if parent else "")
+        return f"{key}{where} is not a key of {parent or 'the config'}; {hint}"
     fields = {f.name: f for f in dataclasses.fields(schema)} if schema else {}
     typ = typing.get_type_hints(schema).get(name) if schema else None
     if isinstance(typ, type) and issubclass(typ, Enum):
         return f"{key}={value!r}{where} is not known; choose one of {choices(typ)}"
     example = _default(fields[name]) if name in fields else None
     hint = f"give one, e.g. {key}={show(example).replace(' ', '')}" if example is not None else "give one"
-    return f"{key}={value}{where} must be {_describe_type(typ)}; {hint}"
+    return f"{key}={value}{where} must be {describe_type(typ)}; {hint}"
 
 
 def _default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # a list, or a section (no one-line example)
         return None if dataclasses.is_dataclass(value := f.default_factory()) else value
     return None if f.default is dataclasses.MISSING or isinstance(f.default, str) and "${" in f.default else f.default
-
-
-def _describe_type(typ: Any) -> str:
-    """'an integer', 'a number', 'true or false', 'a string', 'a list of numbers', with 'or null'."""
-    args = [a for a in typing.get_args(typ) if a is not type(None)]
-    base = args[0] if len(args) == 1 and type(None) in typing.get_args(typ) else typ  # X | None -> X
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of numbers"}
-    text = names.get(typing.get_origin(base) or base) or ("a mapping" if dataclasses.is_dataclass(base) else "")
-    return f"{text} or null" if base is not typ else text
 
 
 def _conf_file(key: str, conf_dirs: list[Path]) -> str:
@@ -157,8 +150,7 @@ def _conf_file(key: str, conf_dirs: list[Path]) -> str:
             group = path.parent.relative_to(conf).as_posix()
             is_global = group == "." or path.read_text().startswith("# @package _global_")
             inner = key if is_global else key.removeprefix(f"{group.replace('/', '.')}.")
-            node = OmegaConf.load(path) if is_global or inner != key else None
-            if node is not None and OmegaConf.select(node, inner, default=_NOT_SET) is not _NOT_SET:
+            if (is_global or inner != key) and _sets(OmegaConf.load(path), inner):
                 shown = Path("conf") if conf == CONF else conf.resolve()
                 found.append((shown / path.relative_to(conf)).as_posix())
         if found:
@@ -167,6 +159,11 @@ def _conf_file(key: str, conf_dirs: list[Path]) -> str:
 
 
 _NOT_SET = object()
+
+
+def _sets(node: DictConfig, key: str) -> bool:
+    """Whether a config file gives `key` a value (an interpolation too: it is not resolved here, out of context)."""
+    return OmegaConf.select(node, key, default=_NOT_SET, throw_on_resolution_failure=False) is not _NOT_SET
 
 
 def run_job(job: Callable[[], Any], cfg: DictConfig) -> Any:
@@ -220,6 +217,8 @@ class CheckConfig(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if optuna_sweep(config.hydra):
             self._refuse_on(lambda: check_optuna_sweep(config))
+        else:
+            self._refuse_on(lambda: _check_grid_sweep(OmegaConf.to_container(config.hydra.overrides.task)))
 
     @staticmethod
     def _refuse_on(checker: Callable[[], None], error: str | None = None) -> None:
@@ -230,3 +229,13 @@ class CheckConfig(Callback):
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)  # SystemExit passes Hydra's callback wrapper, which turns exceptions into warnings
+
+
+def _check_grid_sweep(overrides: list[str]) -> None:
+    """Hydra's basic sweeper runs every combination of lists and ranges; an interval has no such list."""
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override() and o.is_interval_sweep():
+            raise ConfigError(
+                f"{o.input_line} samples from an interval, which only a sampling sweeper does: add "
+                f"hydra/sweeper=optuna, or list the values, e.g. {o.key_or_group}=0.1,0.2 (docs/sweeps.md)"
+            )

@@ -1,18 +1,24 @@
 """Command lines that Hydra and OmegaConf would answer with a traceback, refused first with one line.
 
-Two overrides reach code paths that raise exception types nobody can tell from a bug (Hydra 1.3, OmegaConf
-2.3): `group=null` (a ValueError while Hydra builds the defaults list) and a key of a group that the command
-does not select, such as `train_linear.py model.width=8`, whose `model` defaults to null (an AssertionError
-inside OmegaConf.update). Both are read here from the command line, with Hydra's own override parser, and
-from the primary config's defaults list and the experiment presets it names.
+Some overrides reach code paths that raise exception types nobody can tell from a bug (Hydra 1.3, OmegaConf
+2.3): a group given something that is not an option's name (`group=null`, `group=1`, `~group=1`,
+`group=${x}`: ValueErrors while Hydra builds the defaults list), a key of a group that the command does not
+select or deletes (`train_linear.py model.width=8`, whose `model` defaults to null, or `~logger
+logger.name=x`: an AssertionError inside OmegaConf.update), and a key below a list (`augmentation.crop_ratio.x=1`:
+a ValueError there). They are read here from the command line, with Hydra's own override parser, from the
+primary config's defaults list and the experiment presets it names, and from the primary schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Glob, Override
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
@@ -72,39 +78,99 @@ def split_command_line(args: list[str]) -> tuple[list[str], set[str]]:
     return overrides, flags
 
 
-def check_group_overrides(args: list[str], conf: Path, config_name: str) -> None:
-    """Refuses (ConfigError) `group=null` and a key of a group this command line leaves unselected (when the
-    command composes conf/<config_name>.yaml: not with another config name or directory)."""
+def check_group_overrides(args: list[str], conf: Path, config_name: str, schema: type | None = None) -> None:
+    """Refuses (ConfigError) a group given anything but an option's name, a key of a group this command line
+    leaves unselected or deletes (when the command composes conf/<config_name>.yaml: not with another config
+    name or directory), and a key below a list or a value of `schema` (the primary config's dataclass)."""
     overrides, flags = split_command_line(args)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException:
         return  # Hydra reports a malformed override itself, in one line (simclr.jobs.cli.describe)
     if flags & OTHER_CONFIG:
-        parsed = [o for o in parsed if "." not in o.key_or_group]  # the null check only
+        parsed = [o for o in parsed if "." not in o.key_or_group]  # the group checks only
     options = groups(conf)
     selected = {g for g, choice in default_choices(conf, config_name).items() if choice is not None}
-    for o in parsed:
-        if o.key_or_group in options and not o.is_delete():
-            _refuse_null(o, options[o.key_or_group])
-            selected.add(o.key_or_group)
-            for option in _values(o):
-                selected |= _preset_selects(conf, o.key_or_group, option)
+    deleted = set()
+    for o in (o for o in parsed if o.key_or_group in options):
+        if o.is_delete():
+            _refuse_named_deletion(o, options[o.key_or_group])
+            deleted.add(o.key_or_group)
+            continue
+        _refuse_non_names(o, options[o.key_or_group])
+        selected.add(o.key_or_group)
+        for option in _values(o, options[o.key_or_group]):
+            selected |= _preset_selects(conf, o.key_or_group, option)
     for o in parsed:
         group = o.key_or_group.split(".")[0]
-        if "." in o.key_or_group and group in options and group not in selected:
+        if "." in o.key_or_group and group in options and (group not in selected or group in deleted):
+            why = f"~{group} deletes it" if group in deleted else f"{config_name}.py's {group} is null"
             raise ConfigError(
-                f"{o.input_line} sets a key of {group}, which this command does not select ({config_name}.py's "
-                f"{group} is null); choose one first, e.g. {group}={options[group][0]} (one of {options[group]})"
+                f"{o.input_line} sets a key of {group}, which this command does not select ({why}); choose one "
+                f"instead, e.g. {group}={options[group][0]} (one of {options[group]})"
             )
+    for o in parsed:
+        if schema is not None and "." in o.key_or_group and not o.is_delete():
+            _refuse_key_below_a_value(o, schema)
 
 
-def _refuse_null(o: Override, options: list[str]) -> None:
-    """`group=null`, `group=1`, `group=true`: Hydra takes a group's option by name (a string) or a list of names."""
-    values = list(o.sweep_iterator()) if o.is_sweep_override() and o.is_discrete_sweep() else [o.value()]
+def _refuse_key_below_a_value(o: Override, schema: type) -> None:
+    """`augmentation.crop_ratio.x=1` (a key below a list) and `trainer.max_epochs.x=1` (below a number), read
+    from the types of `schema`; an open mapping (logger) or a key the schema lacks is Hydra's to judge."""
+    parts, hint = o.key_or_group.split("."), schema
+    for depth, part in enumerate(parts):
+        here, kind = ".".join(parts[:depth]), _kind(hint)
+        if kind == "section":
+            hints = typing.get_type_hints(_without_none(hint))
+            if part not in hints:
+                return
+            hint = hints[part]
+        elif kind == "list":
+            if not part.isdigit():
+                raise ConfigError(
+                    f"{o.input_line}: {here} is a list, whose items are numbered from 0; set it whole, e.g. "
+                    f"{here}=[...], or one item, e.g. {here}.0=..."
+                )
+            hint = typing.get_args(_without_none(hint))[0]
+        elif kind == "value":
+            raise ConfigError(f"{o.input_line}: {here} is a single value, with no keys below it; set it as {here}=...")
+        else:
+            return
+
+
+def _without_none(hint: Any) -> Any:
+    """X for `X | None`; the hint itself otherwise."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(hint) else hint
+
+
+def _kind(hint: Any) -> str:
+    """'section' (a dataclass), 'list', 'value' (a number, string, boolean or choice) or 'open' (anything)."""
+    hint = _without_none(hint)
+    if dataclasses.is_dataclass(hint):
+        return "section"
+    if typing.get_origin(hint) is list:
+        return "list"
+    if isinstance(hint, type) and issubclass(hint, (int, float, str, bool, Enum)):
+        return "value"
+    return "open"
+
+
+def _refuse_non_names(o: Override, options: list[str]) -> None:
+    """`group=null`, `group=1`, `group=true`, `group=${x}`: Hydra takes a group's option by name (a string),
+    a list of names, or a sweep over names."""
+    value = o.value()
+    if isinstance(value, Glob):
+        return
+    values = list(o.sweep_iterator()) if o.is_sweep_override() and o.is_discrete_sweep() else [value]
     group = o.key_or_group
+    if o.is_sweep_override() and not o.is_discrete_sweep():
+        raise ConfigError(
+            f"{o.input_line}: {group} is chosen by name, not from a range; list the options, e.g. "
+            f"{group}={','.join(options[:2])} (of {options}), or glob(*) for all"
+        )
     for value in values:
-        if value is None or isinstance(value, (bool, int, float)):
+        if value is None or isinstance(value, (bool, int, float)) or _interpolation(value):
             shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
             raise ConfigError(
                 f"{group}={shown} is not an option of {group}; choose one of {options} (conf/{group}/), "
@@ -112,9 +178,25 @@ def _refuse_null(o: Override, options: list[str]) -> None:
             )
 
 
-def _values(o: Override) -> list[str]:
-    """The option names an override selects: one, or each of a sweep's."""
+def _refuse_named_deletion(o: Override, options: list[str]) -> None:
+    """`~group=1`: a group is deleted as `~group`, or `~group=<the option it has>`."""
+    if o.value() is not None and not isinstance(o.value(), str):
+        raise ConfigError(
+            f"{o.input_line}: ~{o.key_or_group} deletes the group; to name the option it deletes, give its name "
+            f"(one of {options}), e.g. ~{o.key_or_group}={options[0]}"
+        )
+
+
+def _interpolation(value: object) -> bool:
+    """Whether a value as typed is an OmegaConf interpolation (`${...}`), which no option's name is."""
+    return isinstance(value, str) and OmegaConf.is_interpolation(OmegaConf.create({"value": value}), "value")
+
+
+def _values(o: Override, options: list[str]) -> list[str]:
+    """The option names an override selects: one, each of a sweep's, or those a glob matches."""
+    value = o.value()
+    if isinstance(value, Glob):
+        return value.filter(options)
     if o.is_sweep_override():
         return [str(v) for v in o.sweep_iterator()] if o.is_discrete_sweep() else []
-    value = o.value()
     return [str(value)] if value is not None else []

@@ -128,7 +128,9 @@ def check_optuna_sweep(config: DictConfig, job_only: bool = False) -> None:
             "hydra.sweeper.direction=maximize or hydra.sweeper.directions=[maximize,minimize]"
         )
     params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else None
-    search_space(params, list(config.hydra.overrides.task))  # an empty or impossible range is refused here
+    search_space(
+        params, OmegaConf.to_container(config.hydra.overrides.task)
+    )  # an empty or impossible range is refused here
     if sweeper.storage:
         _check_storage(str(sweeper.storage), sweeper.study_name)
     if str(sweeper.pruner) != "none":

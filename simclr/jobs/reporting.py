@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from simclr.jobs.ranks import is_first_process
 from simclr.storage import NO_SPACE, atomic_write_text
@@ -28,7 +28,8 @@ def write_status(out: Path, status: str, wall_s: float, error: str | None = None
     `status`: completed, failed, or pruned (a trial its study's pruner stopped after `epoch` epochs)."""
     if not is_first_process():
         return  # under torchrun, SLURM or Lightning's DDP launcher only the first process reports
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    # As typed: an override's value may itself hold `${...}`, which is the job's to resolve, not this record's.
+    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, "error": error, "overrides": overrides, "wall_s": wall_s}
     if epoch is not None:
         record["epoch"] = epoch

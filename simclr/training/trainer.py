@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from simclr.config.logger_schema import typed_logger
 from simclr.errors import ConfigError, first_line
 from simclr.training.precision import choose_precision
 from simclr.training.progress import HostMetricsProgressBar
@@ -63,7 +64,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     `choose_precision`'s and its BatchNorm synchronisation `batchnorm_sync`'s (trainer.precision=auto and
     trainer.sync_batchnorm on a CPU resolved here, in this one place, and logged)."""
     silence_expected_warnings()
-    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    # Each value converted to the type its argument declares (simclr/config/logger_schema.py).
+    logger = hydra.utils.instantiate(typed_logger(cfg.logger)) if cfg.get("logger") else False
     # Entries with a _target_ (plugins, extra callbacks) are instantiated; the rest are plain kwargs.
     kwargs = hydra.utils.instantiate(cfg.trainer, _convert_="all")
     callbacks = [*(kwargs.pop("callbacks", None) or []), *callbacks]

@@ -226,7 +226,23 @@ def test_a_broken_interpolation_is_one_line() -> None:
     cfg = compose_config("train_ssl")
     with open_dict(cfg):
         cfg.divergence.check_every_n_steps = "${trainer.no_such_key}"
-    with pytest.raises(ConfigError, match=r"^divergence\.check_every_n_steps cannot be read \("):
+    line = r"^divergence\.check_every_n_steps=\$\{trainer\.no_such_key\} cannot be resolved \(.*\); an interpolation"
+    with pytest.raises(ConfigError, match=line):
+        check(cfg)
+
+
+def test_a_broken_interpolation_no_rule_reads_is_one_line() -> None:
+    """logger.name is read by the logger alone, in the job: the rules still resolve every interpolation first."""
+    cfg = compose_config("train_ssl")
+    with open_dict(cfg):
+        cfg.logger.name = "${nope}"
+    with pytest.raises(ConfigError, match=r"^logger\.name=\$\{nope\} cannot be resolved"):
+        check(cfg)
+
+
+def test_a_deleted_section_the_job_reads_is_one_line() -> None:
+    cfg = compose_config("train_ssl", ["~paths"])
+    with pytest.raises(ConfigError, match=r"^paths is deleted, but the job reads it; remove ~paths"):
         check(cfg)
 
 

@@ -63,6 +63,12 @@ REFUSALS = {
     "by the rules, before the run starts": ("train_ssl.py", ["knn.k=0"], "knn.k=0 must be an integer >= 1"),
     # Hydra would raise a ValueError building the defaults list (simclr/jobs/group_overrides.py).
     "a null group, before Hydra composes": ("train_ssl.py", ["model=null"], "model=null is not an option of model"),
+    # The logger's keys and types come from its class's signature (simclr/config/logger_schema.py).
+    "a logger argument of the wrong type, by the rules": (
+        "train_ssl.py",
+        ["logger=wandb", "logger.offline=maybe"],
+        "logger.offline=maybe must be true or false",
+    ),
 }
 
 
