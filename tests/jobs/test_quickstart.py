@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REAL_ROOT, entry_point_env, run_entry_point
+from tests.helpers import REAL_ROOT, REPO, entry_point_env, run_entry_point
 
-PROBE_FLOOR = 0.64  # linear-probe top-1 on the test split; the recipe measured 65.29% here (README, "Results")
-TIME_LIMIT_S = 11 * 60  # pretraining plus probe on this project's 2-core CPU; measured 502 s + 32 s alone
+PROBE_FLOOR = 0.69  # linear-probe top-1 on the test split; the recipe measured 71.06% (README, "Quick start")
+# Pretraining plus probe took 891 s + 37 s on a 2-core Intel Xeon where the README's benchmark command ran at 1,773
+# views/s in the same sitting; the time allowed scales with this machine's rate, measured first, with a margin of
+# a quarter (the same recipe took 534 s at 2,634 views/s on a 2-core AMD EPYC: the rate explains most of it).
+REFERENCE_S, REFERENCE_VIEWS_PER_S, MARGIN = 891 + 37, 1773, 1.25
+# The README's bf16 benchmark command, whose rate README's quick-start table gives beside its times.
+BENCHMARK = [
+    *("--arch", "resnet_tiny", "--width", "16", "--batch", "256", "--skip-baseline"),
+    *("trainer=cpu", "trainer.precision=bf16-mixed"),
+]
+
+
+def _views_per_s(cwd: Path) -> float:
+    """trainer.fit's views/s from the README's benchmark command, on this machine."""
+    out = cwd / "throughput.json"
+    args = [sys.executable, str(REPO / "benchmarks" / "throughput.py"), *BENCHMARK, "--out", str(out)]
+    proc = subprocess.run(args, cwd=cwd, env=entry_point_env(all_cores=True), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())["rows"]["trainer_fit"]["views_per_s"]
 
 
 def _run(script: str, args: list[str], cwd: Path) -> float:
@@ -23,13 +42,14 @@ def _run(script: str, args: list[str], cwd: Path) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(TIME_LIMIT_S + 5 * 60)  # over its own limit, so a slow run fails on the assertion, not a kill
+@pytest.mark.timeout(60 * 60)  # over any limit it computes, so a slow run fails on the assertion, not a kill
 @pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py").is_dir(), reason=f"real CIFAR-10 not in {REAL_ROOT}")
 def test_quickstart_reaches_its_accuracy_in_its_time(tmp_path: Path) -> None:
+    limit_s = REFERENCE_S * REFERENCE_VIEWS_PER_S / _views_per_s(tmp_path) * MARGIN
     data = [f"data.root={REAL_ROOT}", "data.download=false", "trainer.enable_progress_bar=false"]
     pretrain_s = _run("train_ssl.py", ["experiment=quickstart", *data, "hydra.run.dir=ssl"], tmp_path)
     ckpt = tmp_path / "ssl" / "checkpoints" / "last.ckpt"
     probe_s = _run("train_linear.py", [f"ckpt={ckpt}", "trainer=cpu", *data, "hydra.run.dir=probe"], tmp_path)
     results = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert results["test_top1"] >= PROBE_FLOOR, results
-    assert pretrain_s + probe_s <= TIME_LIMIT_S, (pretrain_s, probe_s)
+    assert pretrain_s + probe_s <= limit_s, (pretrain_s, probe_s, limit_s)
