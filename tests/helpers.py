@@ -7,18 +7,24 @@ session) are in tests/conftest.py. Lightning callbacks that configs name by `_ta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
 import pickle
+import runpy
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import simclr  # noqa: F401  (registers the config resolvers and schemas)
@@ -208,6 +214,33 @@ def run_entry_point(
         text=True,
         timeout=timeout,
     )
+
+
+def run_entry_point_here(entry: str, *args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Runs an entry point as `python <entry> *args` in `cwd` would, but in this process: (exit status, stderr).
+    For tests that run many short commands, each of which would spend most of its time importing Lightning in a
+    process of its own (4.6 s of a 9 s documented sweep); Hydra's global state and the root logger's handlers are
+    restored after."""
+    root, stderr = logging.getLogger(), io.StringIO()
+    handlers, level = root.handlers[:], root.level
+    code = 0
+    GlobalHydra.instance().clear()
+    with (
+        mock.patch.object(sys, "argv", [str(REPO / entry), *args]),
+        mock.patch.dict(os.environ, env, clear=True),
+        contextlib.chdir(cwd),
+        contextlib.redirect_stderr(stderr),
+    ):
+        try:
+            runpy.run_path(str(REPO / entry), run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        finally:
+            GlobalHydra.instance().clear()
+            for handler in set(root.handlers) - set(handlers):
+                handler.close()
+            root.handlers[:], root.level = handlers, level
+    return code, stderr.getvalue()
 
 
 def start_entry_point(entry: str, *args: str, cwd: Path = REPO) -> subprocess.Popen:
