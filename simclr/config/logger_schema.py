@@ -47,7 +47,7 @@ def logger_schema(cls: type) -> tuple[type, str]:
 
 def typed_logger(logger: DictConfig, resolve: bool = True) -> dict[str, Any]:
     """The `logger` group as `hydra.utils.instantiate` takes it, each value given converted to the type its
-    argument declares (`offline: "false"` -> False; a string there would be true); only the keys given, so
+    argument declares (`offline: "no"` -> False; the string would be true); only the keys given, so
     what the class computes from its defaults stays its own. Refuses (ConfigError) a class that cannot be
     imported, a key it does not take, a value of the wrong type. `resolve=False` (the rules, before the job
     exists) leaves interpolations such as `${paths.output_dir}` unchecked."""

@@ -121,10 +121,9 @@ def _refuse_key_below_a_value(o: Override, schema: type) -> None:
     for depth, part in enumerate(parts):
         here, kind = ".".join(parts[:depth]), _kind(hint)
         if kind == "section":
-            hints = typing.get_type_hints(_without_none(hint))
-            if part not in hints:
+            hint = _field_type(_without_none(hint), part)
+            if hint is None:
                 return
-            hint = hints[part]
         elif kind == "list":
             if not part.isdigit():
                 raise ConfigError(
@@ -136,6 +135,18 @@ def _refuse_key_below_a_value(o: Override, schema: type) -> None:
             raise ConfigError(f"{o.input_line}: {here} is a single value, with no keys below it; set it as {here}=...")
         else:
             return
+
+
+def _field_type(section: type, name: str) -> Any:
+    """The type of field `name` of a dataclass or of the first subclass that has it (optimizer: the base schema
+    holds what every optimizer reads, AdamConfig adds betas); None where none has it."""
+    hints = typing.get_type_hints(section)
+    if name in hints:
+        return hints[name]
+    for subclass in section.__subclasses__():
+        if (found := _field_type(subclass, name)) is not None:
+            return found
+    return None
 
 
 def _without_none(hint: Any) -> Any:

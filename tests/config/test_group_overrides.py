@@ -64,6 +64,7 @@ def test_what_hydra_composes_passes(config: str, args: list[str]) -> None:
         ),
         ("train_ssl", ["trainer.max_epochs.x=1"], "trainer.max_epochs.x=1: trainer.max_epochs is a single value"),
         ("train_ssl", ["+data.root.x=1"], "+data.root.x=1: data.root is a single value"),
+        ("train_ssl", ["optimizer.betas.x=1"], "optimizer.betas.x=1: optimizer.betas is a list"),  # Adam's own key
     ],
 )
 def test_what_would_be_a_traceback_is_one_line(config: str, args: list[str], line: str) -> None:

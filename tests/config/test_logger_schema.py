@@ -19,8 +19,8 @@ def typed(target: str, **given: object) -> dict:
 
 
 def test_a_value_is_converted_to_the_type_its_argument_declares() -> None:
-    """offline='false' reaching WandbLogger as a string would be true: it is converted, as OmegaConf types do."""
-    assert typed(WANDB, offline="false", project="p") == {"_target_": WANDB, "offline": False, "project": "p"}
+    """offline='no' reaching WandbLogger as a string would be true: it is converted, as OmegaConf types do."""
+    assert typed(WANDB, offline="no", project="p") == {"_target_": WANDB, "offline": False, "project": "p"}
     assert typed(CSV, flush_logs_every_n_steps="50")["flush_logs_every_n_steps"] == 50
 
 
