@@ -221,6 +221,7 @@ FOUND = [
     pytest.param("train_ssl", ["~paths"], id="section-the-job-reads-deleted"),
     pytest.param("train_ssl", ["trainer.max_epochs.nokey=1"], id="key-below-a-value-set-by-interpolation"),
     pytest.param("train_ssl", ["augmentation.crop_ratio.nokey=1"], id="key-below-a-list"),
+    pytest.param("train_ssl", ["optimizer.betas.nokey=[0.9,0.999]"], id="key-below-a-list-of-one-optimizer"),
     pytest.param("train_ssl", ["-m", "loss.temperature=interval(0.1,0.5)"], id="interval-sweep-on-the-grid-sweeper"),
 ]
 
