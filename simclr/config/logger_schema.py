@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from simclr.config.keys import suggest
 from simclr.config.signature_schema import describe_type, signature_dataclass
 from simclr.errors import ConfigError, first_line
 
@@ -59,8 +60,6 @@ def typed_logger(logger: DictConfig, resolve: bool = True) -> dict[str, Any]:
     try:
         typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), given), resolve=resolve)
     except ConfigKeyError as e:
-        from simclr.config.rules import suggest  # rules imports this module
-
         names = [f.name for f in dataclasses.fields(schema)]
         raise ConfigError(
             f"logger.{e.key} is not an argument of {owners}; {suggest(str(e.key), names, 'logger.')}"

@@ -63,8 +63,13 @@ def trainer_schema() -> type:
 
 def describe_type(typ: Any) -> str:
     """'an integer', 'a number', 'true or false', 'a string', 'a list of numbers', with 'or null'."""
-    args = [a for a in typing.get_args(typ) if a is not type(None)]
-    base = args[0] if len(args) == 1 and type(None) in typing.get_args(typ) else typ  # X | None -> X
+    base = without_none(typ)
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list of numbers"}
     text = names.get(typing.get_origin(base) or base) or ("a mapping" if dataclasses.is_dataclass(base) else "")
     return f"{text} or null" if base is not typ else text
+
+
+def without_none(hint: Any) -> Any:
+    """X for `X | None` (or Optional[X]); the hint itself otherwise."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(hint) else hint

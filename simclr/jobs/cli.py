@@ -30,7 +30,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from simclr.config.rules import check, show, suggest
+from simclr.config.keys import suggest
+from simclr.config.rules import check, show
 from simclr.config.schema import PRIMARY_SCHEMAS, TrainSSLConfig, choices
 from simclr.config.signature_schema import describe_type
 from simclr.errors import ConfigError, DiskFullError, first_line

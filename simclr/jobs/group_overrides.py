@@ -22,6 +22,7 @@ from hydra.core.override_parser.types import Glob, Override
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
+from simclr.config.signature_schema import without_none
 from simclr.errors import ConfigError
 
 
@@ -121,7 +122,7 @@ def _refuse_key_below_a_value(o: Override, schema: type) -> None:
     for depth, part in enumerate(parts):
         here, kind = ".".join(parts[:depth]), _kind(hint)
         if kind == "section":
-            hint = _field_type(_without_none(hint), part)
+            hint = _field_type(without_none(hint), part)
             if hint is None:
                 return
         elif kind == "list":
@@ -130,7 +131,7 @@ def _refuse_key_below_a_value(o: Override, schema: type) -> None:
                     f"{o.input_line}: {here} is a list, whose items are numbered from 0; set it whole, e.g. "
                     f"{here}=[...], or one item, e.g. {here}.0=..."
                 )
-            hint = typing.get_args(_without_none(hint))[0]
+            hint = typing.get_args(without_none(hint))[0]
         elif kind == "value":
             raise ConfigError(f"{o.input_line}: {here} is a single value, with no keys below it; set it as {here}=...")
         else:
@@ -149,15 +150,9 @@ def _field_type(section: type, name: str) -> Any:
     return None
 
 
-def _without_none(hint: Any) -> Any:
-    """X for `X | None`; the hint itself otherwise."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if len(args) == 1 and type(None) in typing.get_args(hint) else hint
-
-
 def _kind(hint: Any) -> str:
     """'section' (a dataclass), 'list', 'value' (a number, string, boolean or choice) or 'open' (anything)."""
-    hint = _without_none(hint)
+    hint = without_none(hint)
     if dataclasses.is_dataclass(hint):
         return "section"
     if typing.get_origin(hint) is list:
