@@ -48,7 +48,9 @@ _A = "augmentation"
 RANGES: dict[str, Range] = {
     "seed": _int(0, "the run's seed, e.g. seed=0", hi=MAX_SEED),
     "data.batch_size": _int(1, "it is the global batch (images per step over all devices), e.g. 512"),
-    "data.eval_batch_size": _int(1, "images per evaluation batch on one device, e.g. 1024"),
+    "data.eval_batch_size": _int(
+        1, "images per evaluation batch on one device, e.g. 1024 (null: 128 on the CPU, 1024 on a GPU)", also=(None,)
+    ),
     "data.val_size": _int(0, "training images held out for validation, e.g. 5000 (0: none)"),
     "data.num_workers": _int(0, "0 (batches are slices of in-memory tensors) or a number of processes"),
     "model.width": _int(1, "channels of the first stage, e.g. model.width=64 (torchvision's)"),

@@ -55,7 +55,7 @@ class DataConfig:
     root: str = "data"  # holds cifar-10-batches-py/
     download: bool = True
     batch_size: int = 512  # GLOBAL batch: images per optimizer step over all devices
-    eval_batch_size: int = 1024  # per device
+    eval_batch_size: int | None = None  # per device; None: 128 on the CPU, 1024 on an accelerator (config.derived)
     val_size: int = 5000  # training images held out for validation (checked against the data at setup)
     num_workers: int = 0
     pin_memory: bool = True

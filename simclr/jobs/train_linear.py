@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from simclr.config.derived import eval_batch_size
 from simclr.data.datamodule import CIFAR10DataModule
 from simclr.errors import ConfigError
 from simclr.evaluation.figures import RunFigures
@@ -72,7 +73,8 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     probe_cfg = OmegaConf.to_container(cfg.probe, resolve=True, enum_to_str=True)
-    data = {**cfg.data, "batch_size": probe_cfg["batch_size"]}
+    eval_batch = eval_batch_size(cfg)  # images per feature-extraction batch: null means chosen for the device
+    data = {**cfg.data, "batch_size": probe_cfg["batch_size"], "eval_batch_size": eval_batch}
     datamodule = CIFAR10DataModule(**data, seed=cfg.seed, purpose="probe", batch_key="probe.batch_size")
     probe = LinearProbe(encoder, **{k: probe_cfg[k] for k in PROBE_KWARGS})
     config = {**resolved_config(cfg), "source": source}
@@ -101,6 +103,7 @@ def fit_probe(encoder: CifarResNet, source: dict[str, Any], cfg: DictConfig, out
         "mode": probe_cfg["mode"],
         "probe": probe_cfg,
         "probe_epochs": int(cfg.trainer.max_epochs),
+        "eval_batch_size": eval_batch,
         "split": split,
         # None: no split is recorded with the encoder (a random one, or a checkpoint whose config has no `split`).
         "same_split_as_pretraining": None if not pretrain_split else pretrain_split == split,

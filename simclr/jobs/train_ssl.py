@@ -41,12 +41,12 @@ def build_module(cfg: DictConfig, lr: float) -> SimCLRModule:
     )
 
 
-def build_datamodule(cfg: DictConfig, per_device_batch: int) -> CIFAR10DataModule:
+def build_datamodule(cfg: DictConfig, per_device_batch: int, eval_batch: int) -> CIFAR10DataModule:
     """The pretraining data: uint8 batches for the on-device views, or per-image torchvision views in CPU
     workers with augmentation.backend=torchvision."""
     aug = OmegaConf.to_container(cfg.augmentation, resolve=True, enum_to_str=True)
     views = torchvision_pipeline(aug) if aug["backend"] == "torchvision" else None
-    data = {**cfg.data, "batch_size": per_device_batch}
+    data = {**cfg.data, "batch_size": per_device_batch, "eval_batch_size": eval_batch}
     return CIFAR10DataModule(**data, seed=cfg.seed, views=views, view_workers=aug["num_workers"])
 
 
@@ -61,7 +61,7 @@ def train_ssl(cfg: DictConfig) -> dict[str, float]:
     resume = found[0] if found else None
     refuse_foreign_run_dir(out, resume)
     out = output_dir(cfg)
-    datamodule = build_datamodule(cfg, derived.per_device_batch)
+    datamodule = build_datamodule(cfg, derived.per_device_batch, derived.eval_batch)
     module = build_module(cfg, derived.lr)
     config = {**resolved_config(cfg), "derived": derived.as_log_dict()}
     callbacks = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from simclr.config.derived import derive_run_values
+from simclr.config.derived import derive_run_values, eval_batch_size
 from simclr.config.rules import check
 from simclr.errors import ConfigError
 from simclr.jobs.train_ssl import build_module
@@ -106,6 +106,18 @@ def test_global_batch_is_split_over_devices() -> None:
     assert (derived.world_size, derived.global_batch, derived.per_device_batch) == (8, 1024, 128)
     with pytest.raises(ConfigError, match="multiple of the 8 devices"):
         derive_run_values(compose_config("train_ssl", ["trainer=ddp", "trainer.devices=8", "data.batch_size=100"]))
+
+
+def test_evaluation_batch_is_chosen_for_the_device_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # null: small batches on the CPU (oneDNN runs them from the cache), large ones on an accelerator.
+    assert derive_run_values(compose_config("train_ssl", ["trainer=cpu"])).eval_batch == 128
+    assert derive_run_values(compose_config("train_ssl", ["trainer=gpu"])).eval_batch == 1024
+    assert derive_run_values(compose_config("train_ssl", ["trainer=cpu", "data.eval_batch_size=300"])).eval_batch == 300
+    for cuda, expected in ((False, 128), (True, 1024)):
+        monkeypatch.setattr("torch.cuda.is_available", lambda cuda=cuda: cuda)
+        cfg = compose_config("train_linear", ["trainer.accelerator=auto"])
+        assert eval_batch_size(cfg) == expected
+    assert derive_run_values(compose_config("train_ssl", [])).as_log_dict()["derived/eval_batch"] == 1024  # gpu
 
 
 def test_everything_overridable_from_command_line() -> None:

@@ -155,7 +155,7 @@ RANGE_CASES = {
     "augmentation.size=0": "augmentation.size=0 must be an integer >= 1 or null; the views' side in pixels",
     "augmentation.size=-4": "augmentation.size=-4 must be an integer >= 1 or null;",
     "data.batch_size=0": "data.batch_size=0 must be an integer >= 1;",
-    "data.eval_batch_size=0": "data.eval_batch_size=0 must be an integer >= 1;",
+    "data.eval_batch_size=0": "data.eval_batch_size=0 must be an integer >= 1 or null;",
     "data.val_size=-1": "data.val_size=-1 must be an integer >= 0;",
     "model.width=0": "model.width=0 must be an integer >= 1;",
     "model.head.out_dim=0": "model.head.out_dim=0 must be an integer >= 1;",

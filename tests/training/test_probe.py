@@ -189,6 +189,7 @@ def test_public_libraries_protocol(cifar_root: Path, ssl_checkpoint: Path, tmp_p
         cfg.trainer.max_epochs = 2
     results = train_linear(cfg)
     assert results["protocol"] == "sgd_crop_flip" and results["mode"] == "augmented"
+    assert results["eval_batch_size"] == 64  # data.eval_batch_size as given (null: chosen for the device)
     assert results["probe"]["optimizer"] == "sgd" and results["probe"]["crop_scale"] == [0.08, 1.0]
     assert results["val_top1"] is not None  # lr 0.1 and 8 steps leave the tiny probe near chance: no bound
     ckpt = torch.load(tmp_path / "checkpoints" / "probe.ckpt", map_location="cpu", weights_only=False)
