@@ -12,13 +12,13 @@ on the batch: each row also gives the largest difference from the first size's f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.throughput_rows import autocast
 from simclr.evaluation.features import extract_features
 from simclr.models.nets import build_encoder
 from simclr.views.augment import SimCLRAugment
@@ -31,15 +31,16 @@ def measure(
     torch.manual_seed(0)
     encoder = build_encoder(arch=arch, width=width).eval()
     normalize = SimCLRAugment().normalize
+    cpu, dtype = torch.device("cpu"), torch.bfloat16 if bf16 else None
 
-    def context() -> contextlib.AbstractContextManager:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    def features(data: torch.Tensor, batch: int) -> torch.Tensor:
+        return extract_features(encoder, data, normalize=normalize, context=autocast(cpu, dtype), batch_size=batch)
 
     rows, reference = [], None
     for batch in batches:
-        extract_features(encoder, images[: 2 * batch], normalize=normalize, context=context(), batch_size=batch)
+        features(images[: 2 * batch], batch)  # warm-up at this batch's shape
         start = time.perf_counter()
-        feats = extract_features(encoder, images, normalize=normalize, context=context(), batch_size=batch)
+        feats = features(images, batch)
         seconds = time.perf_counter() - start
         reference = feats if reference is None else reference
         rows.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -72,14 +73,18 @@ CPU_EVAL_BATCH, ACCELERATOR_EVAL_BATCH = 128, 1024
 
 def eval_batch_size(cfg: DictConfig) -> int:
     """Images per evaluation batch on one device (kNN bank and queries, the probe's features):
-    `data.eval_batch_size`, or where it is null 128 on the CPU and 1024 on an accelerator
-    (`trainer.accelerator`; `auto` is an accelerator where CUDA is available)."""
+    `data.eval_batch_size`, or where it is null 128 on the CPU and 1024 on an accelerator."""
     given = cfg.data.get("eval_batch_size")
     if given is not None:
         return int(given)
-    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    return CPU_EVAL_BATCH if on_cpu else ACCELERATOR_EVAL_BATCH
+    return CPU_EVAL_BATCH if runs_on_cpu(cfg.trainer) else ACCELERATOR_EVAL_BATCH
+
+
+def runs_on_cpu(trainer_cfg: Any) -> bool:
+    """Whether the Trainer the config describes runs on the CPU: `trainer.accelerator` cpu (the default), or
+    auto where CUDA is not available."""
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
 def scaled_lr(lr: float, scaling: str, global_batch: int, base_batch: int) -> float:

@@ -16,6 +16,7 @@ from pytorch_lightning.plugins import LayerSync
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from simclr.config.derived import runs_on_cpu
 from simclr.models.collectives import all_reduce_with_grad, world_size
 
 
@@ -112,8 +113,6 @@ def batchnorm_sync(trainer_cfg: Any) -> BatchNormSync:
     """`trainer.sync_batchnorm=true`: torch's SyncBatchNorm on GPUs, AnyDeviceSyncBatchNorm on the CPU (the
     same statistics; torch's raises a ValueError there at the first step)."""
     asked = bool(trainer_cfg.get("sync_batchnorm", False))
-    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
-    on_cpu = accelerator == "cpu" or accelerator == "auto" and not torch.cuda.is_available()
-    if asked and on_cpu:
+    if asked and runs_on_cpu(trainer_cfg):
         return BatchNormSync(False, AnyDeviceSyncBatchNormPlugin(), "AnyDeviceSyncBatchNorm (sync_batchnorm on a CPU)")
     return BatchNormSync(asked, None, "torch.nn.SyncBatchNorm" if asked else "none (sync_batchnorm=false)")
