@@ -76,6 +76,7 @@ class ModelConfig:
     width: int = 64  # channels of the first stage
     zero_init_residual: bool = False
     channels_last: bool = True
+    matmul_weight_grad: bool = True  # CPU: small convolutions' weight gradients as one matmul (models/conv_grad.py)
     compile: bool = False
     compile_mode: str = "default"  # torch.compile's modes have dashes, which Enum names cannot: simclr/config/rules.py
     head: HeadConfig = field(default_factory=HeadConfig)

@@ -16,6 +16,7 @@ from simclr.errors import ConfigError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_predict
 from simclr.models.collectives import gather
+from simclr.models.conv_grad import convert_small_convs
 from simclr.models.loss import NTXentLoss
 from simclr.models.nets import ProjectionHead, build_encoder
 from simclr.training import randomness
@@ -30,7 +31,8 @@ class SimCLRModule(pl.LightningModule):
     """SimCLR on uint8 batches from `CIFAR10DataModule`.
 
     Args (each one config group or section, as plain mappings):
-        model: `arch`, `width`, `zero_init_residual`, `channels_last`, `head` (ProjectionHead kwargs).
+        model: `arch`, `width`, `zero_init_residual`, `channels_last`, `matmul_weight_grad` (small CPU
+            convolutions' weight gradients as one matmul: `simclr.models.conv_grad`), `head` (ProjectionHead kwargs).
         augmentation: SimCLRAugment kwargs, plus `backend` ("device": views made in the training step from
             uint8 batches; "torchvision": batches are (view1, view2, labels, indices) made by the data
             module's workers) and `num_workers` (read by the data module). optimizer: `name` and its hyperparameters.
@@ -63,6 +65,8 @@ class SimCLRModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.encoder = build_encoder(**model)
+        if model.get("matmul_weight_grad", True):
+            convert_small_convs(self.encoder)  # the same parameters and state_dict keys
         self.head = ProjectionHead(self.encoder.feature_dim, **model.get("head", {}))
         # backend "device": views made here from uint8 batches; "torchvision": the batches are views already.
         self.views_on_device = augmentation.get("backend", "device") == "device"
