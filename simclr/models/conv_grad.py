@@ -3,7 +3,7 @@
 oneDNN's weight-gradient kernels (AMX bf16 and AVX-512 float32 alike) run far below the machine's matmul
 speed when a convolution's output map is small: for ResNet "tiny" at width 32 on 20 x 20 views (batch 256),
 the last stage's 3x3 convolution (256 channels, 3 x 3 positions) takes 11.9 ms for its weight gradient
-against 1.6 ms for its forward pass on the 2-core Xeon (docs/benchmarks.md, "Levers tried"). The same
+against 1.7 ms for its forward pass on the 2-core Xeon (docs/benchmarks.md, "Levers tried"). The same
 gradient written as patches @ output-gradient, one bf16 matmul over batch x positions, takes 3.2 ms.
 `convert_small_convs` swaps such layers for `MatmulGradConv2d`, which keeps oneDNN for the forward pass and
 the input gradient and computes only the weight gradient this way. Parameters and state_dict keys do not
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Output positions (Ho * Wo) at or under which the matmul wins on the Xeon measured: 5 x 5 maps gained
-# 1.2-4.9 ms a layer, 10 x 10 maps with 64 channels lost 3.9 ms.
+# Output positions (Ho * Wo) at or under which the matmul wins on the Xeon measured: maps of 5 x 5 and smaller
+# gained 0.9-8.7 ms a layer, a 10 x 10 map with 64 channels lost 3.9 ms (docs/benchmarks.md).
 MAX_POSITIONS = 25
 
 
