@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "batch": cfg.data.batch_size,
                 "precision": choose_precision(cfg.trainer).value,
                 "channels_last": bool(cfg.model.get("channels_last", True)),
+                "matmul_weight_grad": bool(cfg.model.get("matmul_weight_grad", True)),
                 "compile": bool(cfg.model.get("compile", False)),
                 "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True, enum_to_str=True),
                 "train_images": len(images),

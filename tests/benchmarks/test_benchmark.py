@@ -137,3 +137,19 @@ def test_epoch_plan_fits_the_budget() -> None:
 def test_shell_scripts_parse(script: str) -> None:
     done = subprocess.run(["bash", "-n", str(REPO / "benchmarks" / script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("matmul_weight_grad", ["false", "true"])
+def test_the_documented_weight_gradient_lever_runs_both_ways(tmp_path: Path, matmul_weight_grad: str) -> None:
+    """docs/benchmarks.md's pair, `--skip-baseline experiment=quickstart model.matmul_weight_grad=false|true`,
+    on a tiny network: each side runs through trainer.fit and its report says which side it measured."""
+    out = tmp_path / "throughput.json"
+    timing = ["--warmup", "1", "--steps", "2", "--repeats", "1", "--images", "128", "--width", "4", "--batch", "16"]
+    lever = ["experiment=quickstart", f"model.matmul_weight_grad={matmul_weight_grad}", "trainer.precision=32-true"]
+    done = run_entry_point(
+        "benchmarks/throughput.py", "--skip-baseline", *timing, "--out", str(out), *lever, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["matmul_weight_grad"] is (matmul_weight_grad == "true")
+    assert report["config"]["arch"] == "resnet_tiny" and report["rows"]["trainer_fit"]["views_per_s"] > 0
